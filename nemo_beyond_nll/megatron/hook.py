@@ -1,0 +1,90 @@
+"""Make Megatron-Core language models compute a probability objective instead of cross entropy.
+
+`LanguageModule.compute_language_model_loss(labels, logits)` is the one place Megatron-Core turns
+logits into the per-token LM loss (the main head and MTP both call it). `install` replaces it on
+each LanguageModule instance, so `forward(..., labels=labels)` returns the objective's per-token
+loss `[b, s]`, and everything above it (Megatron-Bridge's step, pipeline schedules, MTP) runs as is.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Iterable, Optional, Union
+
+import torch
+
+from ..objectives import Objective, get_objective
+from ..vocab_parallel import ObjectiveOutput, vocab_parallel_objective
+
+_METHOD = "compute_language_model_loss"
+
+
+def _language_modules(model) -> list:
+    from megatron.core.models.common.language_module.language_module import LanguageModule
+
+    models = model if isinstance(model, (list, tuple)) else [model]
+    found = [m for root in models for m in root.modules() if isinstance(m, LanguageModule)]
+    if not found:
+        raise ValueError(f"no Megatron-Core LanguageModule found in {type(model).__name__}")
+    return found
+
+
+def _tp_group(module):
+    pg_collection = getattr(module, "pg_collection", None)
+    if pg_collection is not None and getattr(pg_collection, "tp", None) is not None:
+        return pg_collection.tp
+    from megatron.core import parallel_state
+
+    return parallel_state.get_tensor_model_parallel_group()
+
+
+def _objective_language_model_loss(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Drop-in for LanguageModule.compute_language_model_loss: labels [b, s], logits [s, b, V/tp]."""
+    out = vocab_parallel_objective(
+        logits,
+        labels.transpose(0, 1),
+        self.beyond_nll_objective,
+        tp_group=_tp_group(self),
+        check_targets=self.beyond_nll_check_targets,
+    )
+    # Kept for the training step's metrics and kept-token reduction, in the labels' [b, s] layout.
+    self.beyond_nll_last_output = ObjectiveOutput(
+        out.loss.transpose(0, 1), out.prob.transpose(0, 1), out.kept.transpose(0, 1)
+    )
+    return out.loss.transpose(0, 1).contiguous()
+
+
+def install(model, objective: Union[str, Objective] = "nll", *, check_targets: bool = True, **objective_args):
+    """Compute `objective` in place of cross entropy in every LanguageModule inside `model`.
+
+    `model` may be a GPTModel, any wrapper around one (DDP, Float16Module) or a list of model
+    chunks (virtual pipeline stages). Returns the resolved :class:`Objective`.
+    """
+    resolved = get_objective(objective, **objective_args)
+    for module in _language_modules(model):
+        module.beyond_nll_objective = resolved
+        module.beyond_nll_check_targets = check_targets
+        module.beyond_nll_last_output = None
+        setattr(module, _METHOD, types.MethodType(_objective_language_model_loss, module))
+    return resolved
+
+
+def uninstall(model) -> None:
+    """Restore Megatron's own cross entropy."""
+    for module in _language_modules(model):
+        module.__dict__.pop(_METHOD, None)
+        for attr in ("beyond_nll_objective", "beyond_nll_check_targets", "beyond_nll_last_output"):
+            module.__dict__.pop(attr, None)
+
+
+def installed_objective(model) -> Optional[Objective]:
+    """The objective installed on `model`'s first LanguageModule, or None."""
+    return getattr(_language_modules(model)[0], "beyond_nll_objective", None)
+
+
+def last_output(model) -> Optional[ObjectiveOutput]:
+    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None."""
+    return getattr(_language_modules(model)[-1], "beyond_nll_last_output", None)
+
+
+__all__: Iterable[str] = ("install", "uninstall", "installed_objective", "last_output")

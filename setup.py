@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+# torch, megatron-core and transformer-engine come from the NGC NeMo container on GPU clusters,
+# so they are not pinned for users; the `cpu` extra pins what a CPU machine (and CI) needs.
+CPU = ["torch==2.13.0", "megatron-core==0.16.1"]
+NEMO = [
+    "nemo_toolkit==3.0.0",
+    "lightning>2.2.1,<=2.4.0",
+    "nv_one_logger_core",
+    "nv_one_logger_training_telemetry",
+    "nv_one_logger_pytorch_lightning_integration",
+]
+TEST = ["pytest>=8", "hypothesis>=6"]
+
+setup(
+    name="nemo_beyond_nll",
+    version="0.1.0",
+    description="Probability-based SFT objectives beyond -log p, as an exact vocab-parallel loss for Megatron/NeMo",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nemo_beyond_nll", "nemo_beyond_nll.*"]),
+    install_requires=[
+        "torch>=2.3",
+        "numpy",
+        "omegaconf>=2.2,<2.4",
+        "hydra-core>1.3,<=1.3.2",
+        "tqdm",
+    ],
+    extras_require={"cpu": CPU, "nemo": NEMO, "test": TEST, "all": CPU + NEMO + TEST},
+    license="Apache-2.0",
+)

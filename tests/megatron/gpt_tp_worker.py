@@ -1,0 +1,96 @@
+"""torchrun worker: a real Megatron-Core GPTModel with install() at TP=world equals TP=1.
+
+Run by test_hook.py as `torchrun --nproc_per_node=N gpt_tp_worker.py`; exits non-zero on a mismatch.
+"""
+
+import sys
+
+import torch
+import torch.distributed as dist
+
+from nemo_beyond_nll import get_objective
+from nemo_beyond_nll.megatron import install, last_output, uninstall
+from nemo_beyond_nll.megatron.cpu import causal_mask, init_distributed_cpu, init_megatron_cpu
+from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+
+OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft"]
+CFG = TinyGPTConfig(vocab_size=128, seq_length=16, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
+
+
+def batch():
+    g = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, CFG.vocab_size, (2, CFG.seq_length), generator=g)
+    labels = torch.randint(0, CFG.vocab_size, (2, CFG.seq_length), generator=g)
+    position_ids = torch.arange(CFG.seq_length)[None].expand(2, -1)
+    return tokens, position_ids, labels
+
+
+def run(model, objective):
+    """Per-token loss, prob, kept and full (TP-gathered) gradients of sum(loss * fixed weights)."""
+    if objective is None:
+        uninstall(model)
+    else:
+        install(model, objective)
+    model.zero_grad()
+    tokens, position_ids, labels = batch()
+    loss = model(tokens, position_ids, causal_mask(CFG.seq_length), labels=labels)
+    upstream = torch.linspace(0.5, 1.5, loss.numel()).view_as(loss)
+    (loss * upstream).sum().backward()
+    grads = {name: full_grad(p) for name, p in model.named_parameters()}
+    out = last_output(model) if objective is not None else None
+    return loss.detach(), out, grads
+
+
+def full_grad(param):
+    grad = param.grad.detach()
+    if not getattr(param, "tensor_model_parallel", False):
+        return grad.clone()
+    from megatron.core import parallel_state
+
+    group = parallel_state.get_tensor_model_parallel_group()
+    parts = [torch.empty_like(grad) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, grad.contiguous(), group=group)
+    return torch.cat(parts, dim=param.partition_dim)
+
+
+def close(a, b, what, rtol=2e-5, atol=1e-6):
+    if not torch.allclose(a, b, rtol=rtol, atol=atol):
+        diff = (a - b).abs().max().item()
+        sys.exit(f"rank {dist.get_rank()}: {what} differs by {diff:.3e}")
+
+
+def main():
+    rank, world = init_distributed_cpu()
+    init_megatron_cpu(tensor_parallel=1)
+    reference = {}
+    model = build_tiny_gpt(CFG, tensor_parallel=1)
+    for name in OBJECTIVES + [None]:
+        reference[name] = run(model, name)
+
+    init_megatron_cpu(tensor_parallel=world)
+    model = build_tiny_gpt(CFG, tensor_parallel=world)
+    for name in OBJECTIVES + [None]:
+        loss, out, grads = run(model, name)
+        ref_loss, ref_out, ref_grads = reference[name]
+        label = name or "megatron cross entropy"
+        close(loss, ref_loss, f"{label}: loss")
+        if out is not None:
+            close(out.prob, ref_out.prob, f"{label}: prob")
+            if not torch.equal(out.kept, ref_out.kept):
+                sys.exit(f"rank {rank}: {label}: kept differs")
+            if get_objective(name).is_thresholded and out.kept.all():
+                sys.exit(f"{label}: threshold kept every token; the test would not test it")
+        for pname, grad in grads.items():
+            close(grad, ref_grads[pname], f"{label}: grad of {pname}")
+
+    # nll through install() equals Megatron's own vocab_parallel_cross_entropy, values and grads.
+    nll_loss, _, nll_grads = reference["nll"]
+    mcore_loss, _, mcore_grads = reference[None]
+    close(nll_loss, mcore_loss, "nll vs Megatron loss")
+    for pname, grad in nll_grads.items():
+        close(grad, mcore_grads[pname], f"nll vs Megatron grad of {pname}")
+    print(f"rank {rank}: GPTModel TP={world} matches TP=1 for {len(OBJECTIVES)} objectives")
+
+
+if __name__ == "__main__":
+    main()
