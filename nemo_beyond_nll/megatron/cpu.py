@@ -55,6 +55,18 @@ def init_distributed_cpu(timeout_s: int = 600) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def shutdown_distributed() -> None:
+    """Tear down Megatron's groups and the process group together; exiting without it can abort gloo."""
+    if not dist.is_initialized():
+        return
+    from megatron.core import parallel_state
+
+    dist.barrier()
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
 def init_megatron_cpu(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> None:
     """(Re)initialise Megatron-Core's parallel state on CPU with the given sizes."""
     from megatron.core import parallel_state

@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install, last_output, uninstall
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_distributed_cpu, init_megatron_cpu
+from nemo_beyond_nll.megatron.cpu import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
 from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft"]
@@ -90,6 +90,7 @@ def main():
     for pname, grad in nll_grads.items():
         close(grad, mcore_grads[pname], f"nll vs Megatron grad of {pname}")
     print(f"rank {rank}: GPTModel TP={world} matches TP=1 for {len(OBJECTIVES)} objectives")
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

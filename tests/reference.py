@@ -1,0 +1,26 @@
+"""Plain closed-form objectives over the whole vocabulary, with autograd: the ground truth for tests."""
+
+import torch
+
+CLOSED_FORM = {
+    "nll": lambda p, lp, o: -lp,
+    "neg_p": lambda p, lp, o: 1 - p,
+    "neg_p_power": lambda p, lp, o: (1 - p**o.alpha) / o.alpha,
+    "neg_p_threshold": lambda p, lp, o: 1 - p,
+    "nll_threshold": lambda p, lp, o: -lp,
+    "dft": lambda p, lp, o: -p.detach() * lp,
+}
+
+
+def reference_objective(logits, target, objective, ignore_index=-100):
+    """(loss, prob, kept) computed in fp64 the obvious way; loss is differentiable w.r.t. logits."""
+    logprobs = torch.log_softmax(logits.double(), dim=-1)
+    valid = target != ignore_index
+    logprob = logprobs.gather(-1, torch.where(valid, target, 0)[..., None]).squeeze(-1)
+    prob = logprob.exp()
+    kept = valid.clone()
+    if objective.threshold is not None:
+        p = prob.detach()
+        kept &= (p >= objective.threshold) if objective.keep == "above" else (p <= objective.threshold)
+    loss = torch.where(kept, CLOSED_FORM[objective.name](prob, logprob, objective), 0.0)
+    return loss, torch.where(valid, prob.detach(), 0.0), kept
