@@ -26,6 +26,7 @@ setup(
         "torch>=2.3",
         "numpy",
         "omegaconf>=2.2,<2.4",
+        "pyyaml",
         "hydra-core>1.3,<=1.3.2",
         "tqdm",
     ],
