@@ -29,6 +29,7 @@ setup(
         "pyyaml",
         "hydra-core>1.3,<=1.3.2",
         "tqdm",
+        "matplotlib",
     ],
     extras_require={"cpu": CPU, "nemo": NEMO, "test": TEST, "all": CPU + NEMO + TEST},
     license="Apache-2.0",
