@@ -32,5 +32,6 @@ setup(
         "matplotlib",
     ],
     extras_require={"cpu": CPU, "nemo": NEMO, "test": TEST, "all": CPU + NEMO + TEST},
+    entry_points={"console_scripts": ["nemo-beyond-nll = nemo_beyond_nll.cli:main"]},
     license="Apache-2.0",
 )

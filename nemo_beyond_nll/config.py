@@ -12,11 +12,13 @@ and the command line changes them with Hydra's override grammar:
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Iterable, Union
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .objectives import Objective, get_objective
 
@@ -51,6 +53,20 @@ def _in_free_form(key: str) -> bool:
     return any(key.startswith(prefix + ".") for prefix in FREE_FORM_KEYS)
 
 
+def _leaf_keys(node: DictConfig, prefix: str = "") -> list:
+    keys = []
+    for name in node.keys():
+        child = node._get_node(name)  # the node itself: no interpolation is resolved
+        path = f"{prefix}{name}"
+        keys += _leaf_keys(child, path + ".") if isinstance(child, DictConfig) else [path]
+    return keys
+
+
+def _suggestion(cfg: DictConfig, key: str) -> str:
+    close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]!r}?)" if close else f" (use +{key}=... to add a new key)"
+
+
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     """Apply `key=value` (change), `+key=value` (add), `++key=value` (force) and `~key` (delete)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -77,8 +93,11 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         if override.is_add() and exists:
             raise ConfigError(f"cannot add {key!r}: it is already set (use ++{key}=... to replace)")
         if not (exists or override.is_add() or override.is_force_add() or _in_free_form(key)):
-            raise ConfigError(f"unknown config key {key!r} (use +{key}=... to add a new key)")
-        OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            raise ConfigError(f"unknown config key {key!r}{_suggestion(cfg, key)}")
+        try:
+            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"bad value for {key!r}: {str(err).splitlines()[0]}") from None
     return cfg
 
 

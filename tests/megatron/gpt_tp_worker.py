@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install, last_output, uninstall
+from nemo_beyond_nll.megatron.generate import greedy_generate
 from nemo_beyond_nll.megatron.cpu import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
 from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
 
@@ -59,16 +60,26 @@ def close(a, b, what, rtol=2e-5, atol=1e-6):
         sys.exit(f"rank {dist.get_rank()}: {what} differs by {diff:.3e}")
 
 
+PROMPTS = [[5, 9, 13], [7], [100, 3, 64, 2, 90]]
+
+
+def generate(model):
+    return greedy_generate(model, PROMPTS, max_new_tokens=6, seq_length=CFG.seq_length, eos_id=1, pad_id=0)
+
+
 def main():
     rank, world = init_distributed_cpu()
     init_megatron_cpu(tensor_parallel=1)
     reference = {}
     model = build_tiny_gpt(CFG, tensor_parallel=1)
+    reference_generation = generate(model)
     for name in OBJECTIVES + [None]:
         reference[name] = run(model, name)
 
     init_megatron_cpu(tensor_parallel=world)
     model = build_tiny_gpt(CFG, tensor_parallel=world)
+    if generate(model) != reference_generation:
+        sys.exit(f"rank {rank}: greedy generation at TP={world} differs from TP=1")
     for name in OBJECTIVES + [None]:
         loss, out, grads = run(model, name)
         ref_loss, ref_out, ref_grads = reference[name]

@@ -1,0 +1,120 @@
+"""`nemo-beyond-nll`: fine-tune and evaluate with a probability objective. This module only wires.
+
+    nemo-beyond-nll sft  --config recipes/tiny_cpu.yaml [--dry-run] [key=value ...]
+    nemo-beyond-nll eval --config recipes/tiny_cpu.yaml [--dry-run] [key=value ...]
+    nemo-beyond-nll import --config recipes/qwen2.5-math-1.5b_math.yaml   (GPU recipes, once)
+
+Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`,
+`+new.key=value`, `~key`. Errors in the config are one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+from .recipe import load_recipe, resolved_yaml
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def _write_run_config(cfg) -> Path:
+    from omegaconf import OmegaConf
+
+    from .train.files import atomic_write_text
+
+    run_dir = Path(cfg.checkpoint.dir)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return run_dir
+
+
+def _launch_cpu_workers(cfg, mode: str) -> int:
+    """Start one gloo worker per tensor-parallel rank under torchrun and wait for them."""
+    run_dir = _write_run_config(cfg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={cfg.model.tensor_parallel}", "-m", "nemo_beyond_nll.train.cpu_worker",
+           str(run_dir / "config.yaml"), mode]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore"),
+           "TORCHELASTIC_ERROR_FILE": str(run_dir / "worker_error.json")}
+    return subprocess.call(cmd, env=env)
+
+
+def _bridge():
+    try:
+        from .megatron import bridge
+    except ImportError as err:  # pragma: no cover - exercised only without the package's own module
+        raise CLIError(f"engine=bridge: {err}") from None
+    return bridge
+
+
+def cmd_sft(args) -> int:
+    cfg = load_recipe(args.config, args.overrides)
+    if args.dry_run:
+        print(resolved_yaml(cfg), end="")
+        if cfg.engine == "bridge":
+            print(_bridge().describe(cfg), end="")
+        return 0
+    if cfg.engine == "cpu":
+        return _launch_cpu_workers(cfg, "train")
+    return _bridge().run_sft(cfg)
+
+
+def cmd_eval(args) -> int:
+    cfg = load_recipe(args.config, args.overrides)
+    if args.dry_run:
+        print(resolved_yaml(cfg), end="")
+        return 0
+    if cfg.engine == "cpu":
+        if not (Path(cfg.checkpoint.dir) / "checkpoints" / "latest").exists():
+            raise CLIError(f"no checkpoint in {cfg.checkpoint.dir}: run `nemo-beyond-nll sft` with this config first")
+        return _launch_cpu_workers(cfg, "eval")
+    raise CLIError("eval with engine=bridge (vLLM on the exported checkpoint) is not available in this version")
+
+
+def cmd_import(args) -> int:
+    cfg = load_recipe(args.config, args.overrides)
+    if cfg.engine != "bridge":
+        raise CLIError("import converts a Hugging Face backbone for engine=bridge; this recipe trains from scratch")
+    target = _bridge().run_paths(cfg)["pretrained"]
+    if args.dry_run:
+        print(f"would import {cfg.model.hf_path} -> {target}")
+        return 0
+    print(f"imported {cfg.model.hf_path} -> {_bridge().import_checkpoint(cfg)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (("sft", cmd_sft, "fine-tune with the recipe's objective"),
+                             ("eval", cmd_eval, "evaluate the recipe's fine-tuned model"),
+                             ("import", cmd_import, "convert the recipe's Hugging Face backbone to Megatron")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", required=True, help="recipe YAML")
+        p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.loss=neg_p")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CLIError) as err:
+        print(f"nemo-beyond-nll: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""A character tokenizer for the synthetic tasks: printable ASCII plus pad, bos and eos."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+
+
+class CharTokenizer:
+    pad_id, bos_id, eos_id = 0, 1, 2
+    _OFFSET = 3
+    _CHARS = "".join(chr(c) for c in range(32, 127))
+
+    def __init__(self, vocab_multiple: int = 128):
+        # Megatron splits the vocabulary evenly over TP ranks: pad the size to a round multiple.
+        used = self._OFFSET + len(self._CHARS)
+        self.vocab_size = -(-used // vocab_multiple) * vocab_multiple
+
+    def encode(self, text: str) -> List[int]:
+        bad = [c for c in text if not 32 <= ord(c) < 127]
+        if bad:
+            raise ValueError(f"character {bad[0]!r} is outside the tokenizer's printable ASCII")
+        return [ord(c) - 32 + self._OFFSET for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos_id:
+                break
+            if i >= self._OFFSET and i - self._OFFSET < len(self._CHARS):
+                out.append(self._CHARS[i - self._OFFSET])
+        return "".join(out)
+
+    def encode_example(self, prompt: str, completion: str, seq_length: int) -> Dict[str, torch.Tensor]:
+        """tokens/labels/loss_mask of length seq_length; the loss is on the completion and eos."""
+        prompt_ids = [self.bos_id] + self.encode(prompt)
+        answer_ids = self.encode(completion) + [self.eos_id]
+        ids = prompt_ids + answer_ids
+        if len(ids) > seq_length + 1:
+            raise ValueError(f"example of {len(ids)} tokens does not fit seq_length={seq_length}")
+        ids = ids + [self.pad_id] * (seq_length + 1 - len(ids))
+        loss_mask = [0.0] * (len(prompt_ids) - 1) + [1.0] * len(answer_ids)
+        loss_mask += [0.0] * (seq_length - len(loss_mask))
+        return {
+            "tokens": torch.tensor(ids[:-1]),
+            "labels": torch.tensor(ids[1:]),
+            "loss_mask": torch.tensor(loss_mask),
+        }

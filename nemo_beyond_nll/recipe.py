@@ -1,0 +1,176 @@
+"""The recipe schema: every key a recipe YAML may hold, its type and its default.
+
+A recipe is validated against this schema when it is loaded, so an unknown key or a value of the
+wrong type is an error that names it, before any process starts. Defaults follow the paper's SFT
+setup (global batch 256, cosine schedule with 10% warmup, AdamW (0.9, 0.95), weight decay 0.01,
+grad clip 1.0, bf16, 1 epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import ConfigError, apply_overrides, load_config, objective_from_config
+
+ENGINES = ("bridge", "cpu")
+
+
+@dataclass
+class TinyModel:
+    """The CPU engine's Megatron-Core GPT (the vocabulary comes from the character tokenizer)."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_attention_heads: int = 4
+    ffn_hidden_size: int = 256
+
+
+@dataclass
+class ModelSection:
+    loss: str = "nll"  # any objective name; see nemo_beyond_nll.objectives
+    loss_args: Dict[str, Any] = field(default_factory=dict)
+    hf_path: Optional[str] = None  # Hugging Face id or folder of the backbone (bridge engine)
+    pretrained_checkpoint: Optional[str] = None  # Megatron checkpoint imported from hf_path
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    virtual_pipeline_parallel: Optional[int] = None
+    context_parallel: int = 1
+    sequence_parallel: bool = False
+    seq_length: int = 3072
+    tiny: TinyModel = field(default_factory=TinyModel)
+
+
+@dataclass
+class DataSection:
+    domain: str = "synthetic"  # math | medical | figfont | synthetic
+    train: Optional[str] = None  # JSONL of {"prompt", "completion"}; synthetic data needs none
+    validation: Optional[str] = None
+    task: str = "reverse"  # synthetic task family (cpu engine)
+    num_train: int = 4096
+    num_validation: int = 256
+    seed: int = 0
+
+
+@dataclass
+class TrainerSection:
+    max_steps: Optional[int] = None  # None: `epochs` passes over the training data
+    epochs: float = 1.0
+    global_batch_size: int = 256
+    micro_batch_size: int = 1
+    seed: int = 1234
+    log_interval: int = 1
+    eval_interval: int = 0  # 0: no validation during training
+    save_interval: int = 100
+    hist_interval: int = 50  # steps between target-probability histograms (0: start and end only)
+
+
+@dataclass
+class OptimSection:
+    lr: float = 5e-5
+    min_lr: float = 0.0
+    warmup_ratio: float = 0.1
+    schedule: str = "cosine"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    bf16: bool = True
+
+
+@dataclass
+class CheckpointSection:
+    dir: str = "runs/${name}"
+
+
+@dataclass
+class LaunchSection:
+    nnodes: int = 1
+    nproc_per_node: int = 8
+
+
+@dataclass
+class BridgeSection:
+    recipe: Optional[str] = None  # dotted path of a Megatron-Bridge recipe function giving the base config
+    overrides: List[str] = field(default_factory=list)  # Hydra overrides applied to Bridge's ConfigContainer
+    container: Optional[str] = None  # the NGC image the recipe was written for
+
+
+@dataclass
+class EvalSection:
+    benchmarks: List[str] = field(default_factory=list)
+    max_new_tokens: int = 3072
+    num_samples: Optional[int] = None  # None: the whole benchmark
+    backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
+
+
+@dataclass
+class Recipe:
+    name: str = "run"
+    engine: str = "bridge"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    launch: LaunchSection = field(default_factory=LaunchSection)
+    bridge: BridgeSection = field(default_factory=BridgeSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    message = str(err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"{key}: {message}" if key and key not in message else message
+
+
+def load_recipe(path: Union[str, Path], overrides=()) -> DictConfig:
+    """Load a recipe YAML onto the schema, apply overrides, validate; a ConfigError names what is wrong."""
+    schema = OmegaConf.structured(Recipe)
+    try:
+        cfg = OmegaConf.merge(schema, load_config(path))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path}: {_one_line(err)}") from None
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks across keys that the schema's types cannot express."""
+    if cfg.engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
+    objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
+    for key in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
+        if cfg.model[key] < 1:
+            raise ConfigError(f"model.{key} must be >= 1, got {cfg.model[key]}")
+    for key in ("global_batch_size", "micro_batch_size"):
+        if cfg.trainer[key] < 1:
+            raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
+    if cfg.trainer.global_batch_size % cfg.trainer.micro_batch_size:
+        raise ConfigError(
+            f"trainer.global_batch_size={cfg.trainer.global_batch_size} is not a multiple of "
+            f"trainer.micro_batch_size={cfg.trainer.micro_batch_size}"
+        )
+    if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < 1:
+        raise ConfigError(f"trainer.max_steps must be >= 1, got {cfg.trainer.max_steps}")
+    if not 0.0 <= cfg.optim.warmup_ratio < 1.0:
+        raise ConfigError(f"optim.warmup_ratio must lie in [0, 1), got {cfg.optim.warmup_ratio}")
+    if cfg.optim.schedule not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"optim.schedule must be cosine, linear or constant, got {cfg.optim.schedule!r}")
+    if len(cfg.optim.betas) != 2:
+        raise ConfigError(f"optim.betas must hold two numbers, got {list(cfg.optim.betas)}")
+    if cfg.engine == "bridge" and not cfg.model.hf_path:
+        raise ConfigError("model.hf_path is required with engine=bridge (the backbone to fine-tune)")
+    if cfg.engine == "cpu" and cfg.model.pipeline_parallel != 1:
+        raise ConfigError("the cpu engine runs tensor parallelism only: model.pipeline_parallel must be 1")
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    """The fully resolved recipe as YAML, with the objective it resolves to."""
+    objective = objective_from_config(cfg)
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    return f"{text}# objective: {objective}\n"

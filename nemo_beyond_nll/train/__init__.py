@@ -1,0 +1,1 @@
+"""The CPU engine: a small Megatron-Core training loop run under torchrun with gloo."""

@@ -1,0 +1,301 @@
+"""The CPU engine: fine-tune a small Megatron-Core GPT with tensor parallelism over gloo.
+
+Runs in every torchrun worker (one per tensor-parallel rank). Same objective hook and kept-token
+reduction as the GPU path; writes checkpoints, metrics.jsonl, training.png, and the held-out
+evaluation (eval/samples.jsonl, summary.json) under the run directory, and resumes from the last
+complete checkpoint when started again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from ..config import objective_from_config
+from ..data.char_tokenizer import CharTokenizer
+from ..data.synthetic import make_split
+from ..megatron import install, last_output
+from ..megatron.cpu import causal_mask, init_megatron_cpu
+from ..megatron.generate import greedy_generate
+from ..megatron.models import TinyGPTConfig, build_tiny_gpt
+from ..megatron.step import objective_loss_terms
+from .checkpoint import latest_step, load_checkpoint, save_checkpoint
+from .files import atomic_write_text, read_jsonl, write_jsonl
+from .metrics import MetricsLog, probability_histogram
+from .plots import plot_training
+
+
+def load_examples(cfg: DictConfig):
+    """(train, validation) prompt/completion dicts: synthetic, or from the JSONL files the recipe names."""
+    data = cfg.data
+    if data.train is None:
+        return make_split(data.task, data.num_train, data.num_validation, data.seed)
+    train = read_jsonl(Path(data.train))
+    validation = read_jsonl(Path(data.validation)) if data.validation else []
+    return train, validation
+
+
+def encode(examples: List[dict], tokenizer: CharTokenizer, seq_length: int) -> Dict[str, torch.Tensor]:
+    rows = [tokenizer.encode_example(ex["prompt"], ex["completion"], seq_length) for ex in examples]
+    return {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
+
+
+def lr_lambda(cfg: DictConfig, total_steps: int):
+    """Linear warmup over warmup_ratio of the steps, then cosine/linear decay to min_lr (or constant)."""
+    warmup = int(cfg.optim.warmup_ratio * total_steps)
+    floor = cfg.optim.min_lr / cfg.optim.lr if cfg.optim.lr else 0.0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.optim.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(total_steps - warmup, 1)
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.optim.schedule == "cosine" else 1 - progress
+        return floor + (1 - floor) * decay
+
+    return factor
+
+
+def grad_norm_and_clip(model, max_norm: float, tp_group) -> float:
+    """Global grad norm over tensor-parallel shards (replicated parameters counted once), then clip."""
+    from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    local = torch.zeros(1, dtype=torch.float64)
+    for p in params:
+        if param_is_not_tensor_parallel_duplicate(p):
+            local += p.grad.double().pow(2).sum()
+    dist.all_reduce(local, group=tp_group)
+    norm = float(local.sqrt())
+    if max_norm > 0 and norm > max_norm:
+        for p in params:
+            p.grad.mul_(max_norm / (norm + 1e-6))
+    return norm
+
+
+def total_steps(cfg: DictConfig, num_train: int) -> int:
+    if cfg.trainer.max_steps is not None:
+        return cfg.trainer.max_steps
+    return max(1, math.ceil(cfg.trainer.epochs * num_train / cfg.trainer.global_batch_size))
+
+
+def batch_indices(step: int, batch_size: int, num_train: int, seed: int) -> torch.Tensor:
+    """The examples of `step`: consecutive slices of per-epoch permutations, so a resume sees the same data."""
+    out = []
+    position = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(position, num_train)
+        order = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+        take = min(batch_size - len(out), num_train - offset)
+        out.extend(order[offset:offset + take].tolist())
+        position += take
+    return torch.tensor(out)
+
+
+@torch.no_grad()
+def validation_probabilities(model, batch: Dict[str, torch.Tensor], seq_length: int):
+    """Target probabilities and loss mask on the validation set (eval mode, no gradient)."""
+    model.eval()
+    n = batch["tokens"].shape[0]
+    position_ids = torch.arange(seq_length)[None].expand(n, -1)
+    model(batch["tokens"], position_ids, causal_mask(seq_length), labels=batch["labels"])
+    model.train()
+    return last_output(model).prob, batch["loss_mask"]
+
+
+def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictConfig, run_dir: Path, rank: int,
+             objective) -> dict:
+    """Greedy answers to the held-out prompts, exact match; writes eval/samples.jsonl and summary.json."""
+    seq_length = cfg.model.seq_length
+    prompts = [[tokenizer.bos_id] + tokenizer.encode(ex["prompt"]) for ex in examples]
+    max_new = max(len(tokenizer.encode(ex["completion"])) for ex in examples) + 1
+    outputs = []
+    for start in tqdm(range(0, len(prompts), 64), desc="evaluate", disable=rank != 0, file=sys.stderr):
+        outputs += greedy_generate(model, prompts[start:start + 64], max_new_tokens=max_new,
+                                   seq_length=seq_length, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    samples = []
+    for ex, ids in zip(examples, outputs):
+        answer = tokenizer.decode(ids)
+        samples.append({"prompt": ex["prompt"], "output": answer, "answer": answer, "gold": ex["completion"],
+                        "correct": answer == ex["completion"]})
+    benchmark = cfg.data.task if cfg.data.train is None else Path(cfg.data.validation).stem
+    accuracy = sum(s["correct"] for s in samples) / max(len(samples), 1)
+    summary = {"objective": str(objective), "loss": objective.name, "accuracy": {benchmark: accuracy},
+               "num_samples": {benchmark: len(samples)}}
+    if rank == 0:
+        write_jsonl(run_dir / "eval" / "samples.jsonl", samples)
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@dataclass
+class Session:
+    """What training and evaluation share: the process group, data and the model with its objective."""
+
+    cfg: DictConfig
+    rank: int
+    tp_group: object
+    tokenizer: CharTokenizer
+    train_examples: List[dict]
+    validation_examples: List[dict]
+    train_data: Dict[str, torch.Tensor]
+    validation_data: Dict[str, torch.Tensor]
+    model: torch.nn.Module
+    objective: object
+
+
+def start_session(cfg: DictConfig) -> Session:
+    tp = cfg.model.tensor_parallel
+    init_megatron_cpu(tensor_parallel=tp)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if world != tp:
+        raise ValueError(f"the cpu engine runs one process per tensor-parallel rank: {world} processes for TP={tp}")
+    from megatron.core import parallel_state
+
+    torch.manual_seed(cfg.trainer.seed)
+    tokenizer = CharTokenizer()
+    train_examples, validation_examples = load_examples(cfg)
+    seq_length = cfg.model.seq_length
+    tiny = cfg.model.tiny
+    model = build_tiny_gpt(
+        TinyGPTConfig(vocab_size=tokenizer.vocab_size, seq_length=seq_length, hidden_size=tiny.hidden_size,
+                      num_layers=tiny.num_layers, num_attention_heads=tiny.num_attention_heads,
+                      ffn_hidden_size=tiny.ffn_hidden_size),
+        seed=cfg.trainer.seed, tensor_parallel=tp,
+    )
+    objective = objective_from_config(cfg)
+    install(model, objective)
+    return Session(cfg, rank, parallel_state.get_tensor_model_parallel_group(), tokenizer, train_examples,
+                   validation_examples, encode(train_examples, tokenizer, seq_length),
+                   encode(validation_examples, tokenizer, seq_length), model, objective)
+
+
+def evaluate_latest(cfg: DictConfig, run_dir: Path) -> dict:
+    """Evaluate the run's latest checkpoint on the held-out set (the `eval` command of the CPU engine)."""
+    session = start_session(cfg)
+    state = load_checkpoint(run_dir / "checkpoints", rank=session.rank)
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint under {run_dir}")
+    session.model.load_state_dict(state["model"])
+    return report(session, run_dir)
+
+
+def report(session: Session, run_dir: Path) -> dict:
+    summary = evaluate(session.model, session.validation_examples, session.tokenizer, session.cfg, run_dir,
+                       session.rank, session.objective)
+    if session.rank == 0:
+        for name, acc in summary["accuracy"].items():
+            n = summary["num_samples"][name]
+            print(f"held-out {name}: accuracy {acc:.1%} ({round(acc * n)}/{n})  objective {session.objective}",
+                  file=sys.stderr)
+        print(f"run directory: {run_dir} (metrics.jsonl, training.png, summary.json, checkpoints/)",
+              file=sys.stderr)
+    return summary
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train (or resume) and evaluate; call in every torchrun worker. Returns the evaluation summary."""
+    session = start_session(cfg)
+    model, objective, rank, tp_group = session.model, session.objective, session.rank, session.tp_group
+    train_data, validation_data = session.train_data, session.validation_data
+    seq_length = cfg.model.seq_length
+    num_train = len(session.train_examples)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+    )
+    steps = total_steps(cfg, num_train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps))
+
+    ckpt_dir = run_dir / "checkpoints"
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    state = load_checkpoint(ckpt_dir, rank=rank)
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["step"]
+    elif cfg.model.pretrained_checkpoint:
+        base = load_checkpoint(Path(cfg.model.pretrained_checkpoint) / "checkpoints", rank=rank)
+        if base is None:
+            raise FileNotFoundError(f"no checkpoint under {cfg.model.pretrained_checkpoint}")
+        model.load_state_dict(base["model"])
+    if rank == 0:
+        log.rewind(start)
+        if start:
+            print(f"resuming {run_dir} from step {start} of {steps}", file=sys.stderr)
+
+    def record_histogram(step: int) -> None:
+        prob, mask = validation_probabilities(model, validation_data, seq_length)
+        if rank == 0:
+            log.append({"event": "prob_hist", "step": step, "counts": probability_histogram(prob, mask),
+                        "mean_p": float((prob * mask).sum() / mask.sum())})
+
+    if start == 0:
+        record_histogram(0)
+
+    micro = cfg.trainer.micro_batch_size
+    position_ids = torch.arange(seq_length)[None].expand(micro, -1)
+    mask = causal_mask(seq_length)
+    bar = tqdm(total=steps, initial=start, desc=f"sft {objective.name}", disable=rank != 0, file=sys.stderr,
+               dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+    for step in range(start, steps):
+        began = time.perf_counter()
+        indices = batch_indices(step, cfg.trainer.global_batch_size, num_train, cfg.trainer.seed)
+        optimizer.zero_grad(set_to_none=True)
+        totals = torch.zeros(5)  # loss sum, kept, p sum, tokens, (unused)
+        for chunk in indices.split(micro):
+            tokens, labels = train_data["tokens"][chunk], train_data["labels"][chunk]
+            loss_mask = train_data["loss_mask"][chunk]
+            per_token = model(tokens, position_ids[: len(chunk)], mask, labels=labels)
+            out = last_output(model)
+            loss_sum, _, metrics = objective_loss_terms(per_token, out.prob, out.kept, loss_mask)
+            loss_sum.backward()
+            totals[:2] += metrics["lm loss"]
+            totals[2:4] += metrics["target prob"]
+        kept = float(totals[1])
+        for p in model.parameters():  # per-token loss: divide by the kept tokens of the global batch
+            if p.grad is not None:
+                p.grad.div_(max(kept, 1.0))
+        norm = grad_norm_and_clip(model, cfg.optim.grad_clip, tp_group)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        record = {"event": "train", "step": step + 1, "loss": float(totals[0]) / max(kept, 1.0),
+                  "target_prob": float(totals[2] / totals[3]), "kept_fraction": kept / float(totals[3]),
+                  "lr": lr, "grad_norm": norm, "seconds": time.perf_counter() - began}
+        if rank == 0:
+            log.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", p=f"{record['target_prob']:.3f}",
+                        kept=f"{record['kept_fraction']:.2f}")
+        bar.update(1)
+        done = step + 1
+        if cfg.trainer.hist_interval and done % cfg.trainer.hist_interval == 0 and done < steps:
+            record_histogram(done)
+        if done % cfg.trainer.save_interval == 0 or done == steps:
+            if done == steps:
+                record_histogram(done)
+            save_checkpoint(ckpt_dir, done, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                             "scheduler": scheduler.state_dict(), "step": done}, rank=rank)
+    bar.close()
+
+    if rank == 0:
+        plot_training(log.records("train"), log.records("prob_hist"), run_dir / "training.png",
+                      f"{cfg.name}: {objective}")
+    summary = report(session, run_dir)
+    assert latest_step(ckpt_dir) == steps
+    return summary

@@ -1,0 +1,38 @@
+"""Metrics of a run as JSONL (one record per event) and the target-probability histogram."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import torch
+
+from .files import read_jsonl, write_jsonl
+
+HIST_BINS = 20
+
+
+def probability_histogram(prob: torch.Tensor, mask: torch.Tensor, bins: int = HIST_BINS) -> List[int]:
+    """Counts of target probabilities of the masked-in tokens in `bins` equal bins over [0, 1]."""
+    values = prob[mask.bool()].float().clamp(0.0, 1.0)
+    return torch.histc(values, bins=bins, min=0.0, max=1.0).round().long().tolist()
+
+
+class MetricsLog:
+    """Append-only JSONL of {"event": ..., "step": ...} records, rewound to a step on resume."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def rewind(self, step: int) -> None:
+        """Drop records written after `step` (they belong to work the checkpoint does not hold)."""
+        write_jsonl(self.path, [r for r in read_jsonl(self.path) if r["step"] <= step])
+
+    def append(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def records(self, event: str) -> list:
+        return [r for r in read_jsonl(self.path) if r["event"] == event]

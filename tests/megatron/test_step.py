@@ -1,0 +1,49 @@
+import torch
+
+from nemo_beyond_nll import get_objective
+from nemo_beyond_nll.megatron import install
+from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.megatron.step import objective_loss_function, objective_loss_terms
+
+from ..reference import reference_objective
+
+
+def test_loss_terms_by_hand():
+    loss = torch.tensor([[0.5, 1.0, 2.0, 4.0]])
+    prob = torch.tensor([[0.9, 0.5, 0.2, 0.05]])
+    kept = torch.tensor([[True, True, False, True]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    loss_sum, num_kept, metrics = objective_loss_terms(loss, prob, kept, mask)
+    assert loss_sum.item() == 1.5 and num_kept.item() == 2 and num_kept.dtype == torch.int
+    assert metrics["lm loss"].tolist() == [1.5, 2.0]
+    assert torch.allclose(metrics["target prob"], torch.tensor([1.6, 3.0]))
+    assert metrics["kept fraction"].tolist() == [2.0, 3.0]
+
+
+def test_loss_function_on_a_real_gpt_model():
+    """Kept-token reduction of an installed GPTModel equals the closed form on its logits."""
+    init_megatron_cpu(tensor_parallel=1)
+    cfg = TinyGPTConfig(vocab_size=64, seq_length=8, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
+    model = build_tiny_gpt(cfg)
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 64, (2, 8), generator=g)
+    labels = torch.randint(0, 64, (2, 8), generator=g)
+    loss_mask = (torch.rand(2, 8, generator=g) > 0.25).float()
+    position_ids = torch.arange(8)[None].expand(2, -1)
+    objective = get_objective("OnlyTopP-0.015")
+
+    logits = model(tokens, position_ids, causal_mask(8)).detach()  # [b, s, V] without labels
+    ref_loss, ref_prob, ref_kept = reference_objective(logits, labels, objective)
+    counted = ref_kept & loss_mask.bool()
+    assert 0 < counted.sum() < loss_mask.sum(), "the threshold should drop some masked-in tokens"
+
+    install(model, objective)
+    output = model(tokens, position_ids, causal_mask(8), labels=labels)
+    loss_sum, num_kept, metrics = objective_loss_function(model, loss_mask, output)
+    torch.testing.assert_close(loss_sum.double(), ref_loss[counted].sum(), rtol=1e-5, atol=1e-6)
+    assert num_kept.item() == counted.sum().item()
+    torch.testing.assert_close(metrics["target prob"][0].double(), (ref_prob * loss_mask).sum(), rtol=1e-5, atol=1e-6)
+    assert metrics["kept fraction"].tolist() == [counted.sum().item(), loss_mask.sum().item()]
+    loss_sum.backward()
+    assert model.output_layer.weight.grad.abs().sum() > 0

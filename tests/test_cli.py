@@ -1,0 +1,87 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nemo_beyond_nll.cli import main
+
+ROOT = Path(__file__).parents[1]
+TINY = str(ROOT / "recipes" / "tiny_cpu.yaml")
+
+
+def test_dry_run_prints_resolved_config_and_objective(capsys):
+    code = main(["sft", "--config", TINY, "--dry-run", "model.loss=neg_p_threshold",
+                 "model.loss_args.threshold=0.1", "trainer.max_steps=7"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "max_steps: 7" in out and "threshold: 0.1" in out
+    assert "# objective: neg_p_threshold(threshold=0.1, keep=above)" in out
+    assert "dir: runs/tiny_cpu_neg_p_threshold" in out  # interpolations are resolved
+
+
+@pytest.mark.parametrize("command", ["sft", "eval", "import"])
+def test_every_command_has_a_dry_run(capsys, command):
+    recipe = TINY if command != "import" else str(ROOT / "recipes" / "qwen2.5-math-1.5b_math.yaml")
+    assert main([command, "--config", recipe, "--dry-run"]) == 0
+    assert capsys.readouterr().out
+
+
+def test_gpu_recipe_dry_run_shows_bridge_overrides(capsys):
+    assert main(["sft", "--config", str(ROOT / "recipes" / "llama3.1-70b_math.yaml"), "--dry-run",
+                 "model.loss=OnlyTopP-0.1", "trainer.max_steps=50"]) == 0
+    out = capsys.readouterr().out
+    assert "# objective: neg_p_threshold(threshold=0.1, keep=above)" in out
+    assert "model.tensor_model_parallel_size=8" in out and "train.train_iters=50" in out
+    assert "scheduler.lr_warmup_iters=5" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sft", "--config", TINY, "trainer.max_step=3"], "unknown config key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
+        (["sft", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
+        (["sft", "--config", TINY, "trainer.max_steps=many"], "bad value for 'trainer.max_steps'"),
+        (["sft", "--config", TINY, "model.loss=focal"], "unknown objective 'focal'"),
+        (["sft", "--config", TINY, "model.loss=neg_p_power", "model.loss_args.alpha=-1"], "'alpha' must be > 0"),
+        (["eval", "--config", TINY, "checkpoint.dir=/nonexistent/run"], "no checkpoint in /nonexistent/run"),
+        (["import", "--config", TINY], "import converts a Hugging Face backbone"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("nemo-beyond-nll: error: ")
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run(["nemo-beyond-nll", "sft", "--config", TINY, "--dry-run"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "# objective: nll()" in proc.stdout
+
+
+def test_torchrun_launcher_builds_the_multi_node_command():
+    env = {**os.environ, "DRY_RUN": "1", "NNODES": "4", "NODE_RANK": "3", "MASTER_ADDR": "node-0",
+           "GPUS_PER_NODE": "8"}
+    proc = subprocess.run(["bash", str(ROOT / "recipes/launch/torchrun.sh"), "recipes/llama3.1-70b_math.yaml",
+                           "model.loss=neg_p"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    for part in ("--nnodes=4", "--node_rank=3", "--nproc_per_node=8", "--rdzv_endpoint=node-0:29500",
+                 "-m nemo_beyond_nll sft --config recipes/llama3.1-70b_math.yaml model.loss=neg_p"):
+        assert part in proc.stdout
+
+
+def test_launcher_rejects_a_missing_recipe():
+    proc = subprocess.run(["bash", str(ROOT / "recipes/launch/torchrun.sh"), "nope.yaml"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "recipe not found: nope.yaml" in proc.stderr
+
+
+def test_slurm_template_is_valid_bash():
+    assert subprocess.run(["bash", "-n", str(ROOT / "recipes/launch/slurm.sbatch")]).returncode == 0
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "nemo_beyond_nll", "sft", "--config", TINY, "--dry-run"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "engine: cpu" in proc.stdout

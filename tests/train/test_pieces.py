@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
+
+from nemo_beyond_nll.megatron.cpu import init_distributed_cpu
+from nemo_beyond_nll.recipe import Recipe
+from nemo_beyond_nll.train.checkpoint import latest_step, load_checkpoint, save_checkpoint
+from nemo_beyond_nll.train.cpu_trainer import batch_indices, lr_lambda, total_steps
+from nemo_beyond_nll.train.files import atomic_write_text, read_jsonl
+from nemo_beyond_nll.train.metrics import MetricsLog, probability_histogram
+
+
+def test_batches_cover_each_epoch_once_and_repeat_exactly():
+    n, b = 10, 4
+    seen = torch.cat([batch_indices(s, b, n, seed=1) for s in range(5)])  # 20 = two epochs
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+    assert torch.equal(batch_indices(3, b, n, seed=1), batch_indices(3, b, n, seed=1))
+    assert not torch.equal(batch_indices(0, b, n, seed=1), batch_indices(0, b, n, seed=2))
+
+
+def test_schedule_warmup_then_cosine_to_min():
+    cfg = OmegaConf.structured(Recipe)
+    cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_ratio = 1.0, 0.1, 0.1
+    f = lr_lambda(cfg, 100)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(100) == pytest.approx(0.1)
+    assert f(55) == pytest.approx(0.55)
+    cfg.trainer.max_steps = None
+    cfg.trainer.epochs, cfg.trainer.global_batch_size = 2, 64
+    assert total_steps(cfg, 1000) == 32
+
+
+def test_histogram_counts_masked_tokens():
+    prob = torch.tensor([0.01, 0.5, 0.99, 1.0, 0.3])
+    mask = torch.tensor([1, 1, 1, 1, 0])
+    counts = probability_histogram(prob, mask, bins=4)
+    assert counts == [1, 0, 1, 2]
+
+
+def test_metrics_rewind_drops_later_records(tmp_path):
+    log = MetricsLog(tmp_path / "m.jsonl")
+    for step in range(1, 6):
+        log.append({"event": "train", "step": step})
+    log.append({"event": "prob_hist", "step": 5, "counts": [1]})
+    log.rewind(3)
+    assert [r["step"] for r in log.records("train")] == [1, 2, 3]
+    assert log.records("prob_hist") == []
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    atomic_write_text(tmp_path / "a.json", json.dumps({"x": 1}))
+    with pytest.raises(RuntimeError):
+        from nemo_beyond_nll.train.files import atomic_write
+
+        def fail(path):
+            path.write_text("half")
+            raise RuntimeError("interrupted")
+
+        atomic_write(tmp_path / "a.json", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+def test_checkpoint_latest_pointer_and_pruning(tmp_path):
+    init_distributed_cpu()
+    root = tmp_path / "ckpt"
+    assert load_checkpoint(root, rank=0) is None
+    for step in (10, 20, 30):
+        save_checkpoint(root, step, {"step": step, "w": torch.full((2,), float(step))}, rank=0, keep=2)
+    assert latest_step(root) == 30
+    assert sorted(p.name for p in root.glob("step_*")) == ["step_000020", "step_000030"]
+    # A save interrupted after its files but before `latest` moved is not resumed from.
+    (root / "step_000040").mkdir()
+    (root / "step_000040" / "rank_00.pt").write_bytes(b"partial")
+    state = load_checkpoint(root, rank=0)
+    assert state["step"] == 30 and torch.equal(state["w"], torch.full((2,), 30.0))
+    save_checkpoint(root, 31, {"step": 31}, rank=0, keep=2)
+    assert not (root / "step_000040").exists()
+    with pytest.raises(FileNotFoundError, match="another parallel layout"):
+        load_checkpoint(root, rank=1)
+    assert dist.is_initialized()
