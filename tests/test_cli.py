@@ -62,7 +62,7 @@ def test_console_script_is_installed():
 
 
 def test_torchrun_launcher_builds_the_multi_node_command():
-    env = {**os.environ, "DRY_RUN": "1", "NNODES": "4", "NODE_RANK": "3", "MASTER_ADDR": "node-0",
+    env = {**os.environ, "DRY_RUN": "1", "NNODES": "4", "NODE_RANK": "3", "MASTER_ADDR": "node-0", "MASTER_PORT": "29500",
            "GPUS_PER_NODE": "8"}
     proc = subprocess.run(["bash", str(ROOT / "recipes/launch/torchrun.sh"), "recipes/llama3.1-70b_math.yaml",
                            "model.loss=neg_p"], capture_output=True, text=True, env=env, cwd=ROOT)
