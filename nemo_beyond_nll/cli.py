@@ -92,13 +92,38 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _cpu_only(cfg, command: str) -> None:
+    if cfg.engine != "cpu":
+        raise CLIError(f"{command} with engine=bridge is not available in this version; use a cpu recipe")
+
+
+def cmd_probe(args) -> int:
+    cfg = load_recipe(args.config, args.overrides)
+    if args.dry_run:
+        print(resolved_yaml(cfg), end="")
+        return 0
+    _cpu_only(cfg, "probe")
+    return _launch_cpu_workers(cfg, "probe")
+
+
+def cmd_continuum(args) -> int:
+    cfg = load_recipe(args.config, args.overrides)
+    if args.dry_run:
+        print(resolved_yaml(cfg), end="")
+        return 0
+    _cpu_only(cfg, "continuum")
+    return _launch_cpu_workers(cfg, "continuum")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (("sft", cmd_sft, "fine-tune with the recipe's objective"),
                              ("eval", cmd_eval, "evaluate the recipe's fine-tuned model"),
-                             ("import", cmd_import, "convert the recipe's Hugging Face backbone to Megatron")):
+                             ("import", cmd_import, "convert the recipe's Hugging Face backbone to Megatron"),
+                             ("probe", cmd_probe, "place the base model on the continuum and recommend an objective"),
+                             ("continuum", cmd_continuum, "run the CPU capability-continuum experiment")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", required=True, help="recipe YAML")
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

@@ -50,7 +50,8 @@ class DataSection:
     domain: str = "synthetic"  # math | medical | figfont | synthetic
     train: Optional[str] = None  # JSONL of {"prompt", "completion"}; synthetic data needs none
     validation: Optional[str] = None
-    task: str = "reverse"  # synthetic task family (cpu engine)
+    task: str = "sort"  # synthetic task (cpu engine); "a+b" mixes tasks
+    noise: float = 0.0  # fraction of synthetic training completions replaced by random letters
     num_train: int = 4096
     num_validation: int = 256
     seed: int = 0
@@ -108,6 +109,26 @@ class EvalSection:
 
 
 @dataclass
+class ContinuumEnd:
+    task: str = "sort"
+    noise: float = 0.0
+    steps: int = 150
+
+
+@dataclass
+class ContinuumSection:
+    """The CPU continuum experiment: pre-train a base model, then fine-tune copies at both ends."""
+
+    pretrain_task: str = "copy+sort+shift"
+    pretrain_steps: int = 800
+    pretrain_lr: float = 3.0e-3  # fine-tuning uses optim.lr
+    strong: ContinuumEnd = field(default_factory=lambda: ContinuumEnd("sort", 0.4, 150))
+    weak: ContinuumEnd = field(default_factory=lambda: ContinuumEnd("reverse", 0.0, 150))
+    objectives: List[str] = field(default_factory=lambda: ["nll", "neg_p", "GeneralFamily-10", "OnlyTopP-0.1"])
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+
+
+@dataclass
 class Recipe:
     name: str = "run"
     engine: str = "bridge"
@@ -119,6 +140,7 @@ class Recipe:
     launch: LaunchSection = field(default_factory=LaunchSection)
     bridge: BridgeSection = field(default_factory=BridgeSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    continuum: ContinuumSection = field(default_factory=ContinuumSection)
 
 
 def _one_line(err: OmegaConfBaseException) -> str:

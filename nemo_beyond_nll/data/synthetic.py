@@ -77,16 +77,37 @@ TASKS: Dict[str, Task] = {
 }
 
 
+def task_names(task: str) -> List[str]:
+    """`a+b+c` is a mixture of tasks a, b and c, drawn in turn."""
+    names = task.split("+")
+    for name in names:
+        if name not in TASKS:
+            raise ValueError(f"unknown synthetic task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return names
+
+
 def make_examples(task: str, n: int, seed: int) -> List[Dict[str, str]]:
-    """`n` examples of `task`, the same for the same seed."""
-    if task not in TASKS:
-        raise ValueError(f"unknown synthetic task {task!r}; valid tasks: {', '.join(TASKS)}")
-    rng = random.Random(f"{task}:{seed}")
-    return [TASKS[task].make(rng) for _ in range(n)]
+    """`n` examples of `task` (or of a `a+b` mixture), the same for the same seed."""
+    names = task_names(task)
+    rngs = [random.Random(f"{name}:{seed}") for name in names]
+    return [TASKS[names[i % len(names)]].make(rngs[i % len(names)]) for i in range(n)]
 
 
-def make_split(task: str, num_train: int, num_validation: int, seed: int):
-    """(train, validation) with no validation prompt seen in training."""
+def add_label_noise(examples: List[Dict[str, str]], fraction: float, seed: int) -> List[Dict[str, str]]:
+    """Replace the completion of about `fraction` of the examples with random letters of the same length."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"label noise fraction must lie in [0, 1], got {fraction}")
+    rng = random.Random(f"noise:{seed}")
+    noisy = []
+    for ex in examples:
+        if rng.random() < fraction:
+            ex = {**ex, "completion": "".join(rng.choice(LETTERS) for _ in ex["completion"])}
+        noisy.append(ex)
+    return noisy
+
+
+def make_split(task: str, num_train: int, num_validation: int, seed: int, noise: float = 0.0):
+    """(train, validation) with no validation prompt seen in training; `noise` corrupts training labels only."""
     pool = make_examples(task, 4 * (num_train + num_validation), seed)
     seen, validation, train = set(), [], []
     for ex in pool:
@@ -98,4 +119,4 @@ def make_split(task: str, num_train: int, num_validation: int, seed: int):
             break
     if len(validation) < num_validation:
         raise ValueError(f"task {task!r} has too few distinct examples for {num_validation} held out")
-    return train, validation
+    return add_label_noise(train, noise, seed), validation

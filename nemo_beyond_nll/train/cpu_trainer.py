@@ -39,7 +39,7 @@ def load_examples(cfg: DictConfig):
     """(train, validation) prompt/completion dicts: synthetic, or from the JSONL files the recipe names."""
     data = cfg.data
     if data.train is None:
-        return make_split(data.task, data.num_train, data.num_validation, data.seed)
+        return make_split(data.task, data.num_train, data.num_validation, data.seed, noise=data.noise)
     train = read_jsonl(Path(data.train))
     validation = read_jsonl(Path(data.validation)) if data.validation else []
     return train, validation
@@ -129,13 +129,20 @@ def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictCon
         answer = tokenizer.decode(ids)
         samples.append({"prompt": ex["prompt"], "output": answer, "answer": answer, "gold": ex["completion"],
                         "correct": answer == ex["completion"]})
-    benchmark = cfg.data.task if cfg.data.train is None else Path(cfg.data.validation).stem
-    accuracy = sum(s["correct"] for s in samples) / max(len(samples), 1)
-    summary = {"objective": str(objective), "loss": objective.name, "accuracy": {benchmark: accuracy},
-               "num_samples": {benchmark: len(samples)}}
+    # Synthetic prompts start with their task's name: score each task of a mixture on its own.
+    def benchmark(sample):
+        return sample["prompt"].split(" ", 1)[0] if cfg.data.train is None else Path(cfg.data.validation).stem
+
+    groups: Dict[str, List[bool]] = {}
+    for sample in samples:
+        groups.setdefault(benchmark(sample), []).append(sample["correct"])
+    summary = {"objective": str(objective), "loss": objective.name,
+               "accuracy": {name: sum(v) / len(v) for name, v in groups.items()},
+               "num_samples": {name: len(v) for name, v in groups.items()}}
     if rank == 0:
         write_jsonl(run_dir / "eval" / "samples.jsonl", samples)
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    dist.barrier()  # other ranks may read the files next
     return summary
 
 
@@ -179,6 +186,47 @@ def start_session(cfg: DictConfig) -> Session:
     return Session(cfg, rank, parallel_state.get_tensor_model_parallel_group(), tokenizer, train_examples,
                    validation_examples, encode(train_examples, tokenizer, seq_length),
                    encode(validation_examples, tokenizer, seq_length), model, objective)
+
+
+def load_base_weights(session: Session) -> None:
+    """Start from another run's final weights (a pre-trained base model), when the recipe names one."""
+    base_dir = session.cfg.model.pretrained_checkpoint
+    if not base_dir:
+        return
+    base = load_checkpoint(Path(base_dir) / "checkpoints", rank=session.rank)
+    if base is None:
+        raise FileNotFoundError(f"no checkpoint under {base_dir}")
+    session.model.load_state_dict(base["model"])
+
+
+@torch.no_grad()
+def completion_probabilities(session: Session, data: Dict[str, torch.Tensor], batch_size: int = 64) -> torch.Tensor:
+    """The model's p of every completion token of `data` (1-D), without training."""
+    seq_length = session.cfg.model.seq_length
+    values = []
+    for start in range(0, data["tokens"].shape[0], batch_size):
+        batch = {k: v[start:start + batch_size] for k, v in data.items()}
+        prob, mask = validation_probabilities(session.model, batch, seq_length)
+        values.append(prob[mask.bool()])
+    return torch.cat(values)
+
+
+def probe_base(cfg: DictConfig, run_dir: Path, num_examples: int = 512):
+    """The probe of the CPU engine: base-model statistics on the training data and the recommendation."""
+    from ..probe import format_report, plot_histogram, probability_stats, recommend
+
+    session = start_session(cfg)
+    load_base_weights(session)
+    sample = {k: v[:num_examples] for k, v in session.train_data.items()}
+    stats = probability_stats(completion_probabilities(session, sample))
+    rec = recommend(stats)
+    if session.rank == 0:
+        report = {"stats": stats.to_dict(), "recommendation": {"placement": rec.placement, "loss": rec.loss,
+                  "loss_args": rec.loss_args, "reason": rec.reason}}
+        atomic_write_text(run_dir / "probe.json", json.dumps(report, indent=2) + "\n")
+        plot_histogram(stats, run_dir / "probe.png", f"{cfg.name}: base model on {cfg.data.task}")
+        print(format_report(stats, rec), file=sys.stderr)
+    return stats, rec
 
 
 def evaluate_latest(cfg: DictConfig, run_dir: Path) -> dict:
@@ -229,11 +277,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["step"]
-    elif cfg.model.pretrained_checkpoint:
-        base = load_checkpoint(Path(cfg.model.pretrained_checkpoint) / "checkpoints", rank=rank)
-        if base is None:
-            raise FileNotFoundError(f"no checkpoint under {cfg.model.pretrained_checkpoint}")
-        model.load_state_dict(base["model"])
+    else:
+        load_base_weights(session)
     if rank == 0:
         log.rewind(start)
         if start:
@@ -281,7 +326,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if rank == 0:
             log.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", p=f"{record['target_prob']:.3f}",
-                        kept=f"{record['kept_fraction']:.2f}")
+                        kept=f"{record['kept_fraction']:.2f}", refresh=False)
         bar.update(1)
         done = step + 1
         if cfg.trainer.hist_interval and done % cfg.trainer.hist_interval == 0 and done < steps:
