@@ -1,0 +1,7 @@
+"""Grading model outputs and comparing runs.
+
+- :mod:`.math`: the final \\boxed{} answer and mathematical equivalence (math-verify, time-limited);
+- :mod:`.medical`: the chosen option letter of a multiple-choice answer;
+- :mod:`.figfont`: exact match of the decoded word;
+- :mod:`.compare`: a table and chart of accuracy per objective and benchmark.
+"""
