@@ -74,12 +74,22 @@ def parse_options(prompt: str) -> Dict[str, str]:
 
 def extract_choice(text: Optional[str], options: Options) -> Optional[str]:
     """The option letter chosen in `text`, or None when it names none or several."""
+    return _first_choice(text, options, (_from_box, _from_statement, _from_last_line, _from_option_text))
+
+
+def stated_choice(text: Optional[str], options: Options) -> Optional[str]:
+    """Like :func:`extract_choice`, but only a choice stated as such (a box, an answer statement,
+    a last line that is a choice) counts, not an option's text merely named in passing."""
+    return _first_choice(text, options, (_from_box, _from_statement, _from_last_line))
+
+
+def _first_choice(text, options, finders) -> Optional[str]:
     opts = option_map(options)
     if text is None:
         return None
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
-    for find in (_from_box, _from_statement, _from_last_line, _from_option_text):
+    for find in finders:
         found = find(text, opts)
         if found is _AMBIGUOUS:
             return None

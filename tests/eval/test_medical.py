@@ -1,6 +1,6 @@
 import pytest
 
-from nemo_beyond_nll.eval.medical import extract_choice, option_map, parse_options
+from nemo_beyond_nll.eval.medical import extract_choice, option_map, parse_options, stated_choice
 
 DRUGS = ["Aspirin", "Heparin", "Warfarin", "Clopidogrel"]
 
@@ -53,6 +53,14 @@ def test_mapping_options_and_longest_option_text():
     assert extract_choice("The best choice is aspirin and heparin together.", options) == "B"
     assert extract_choice("Give aspirin alone.", options) == "A"
     assert extract_choice("Answer: b", options) == "B"
+
+
+def test_stated_choice_ignores_options_named_in_passing():
+    reasoning = "Heparin is given intravenously, so it does not fit long-term use."
+    assert extract_choice(reasoning, DRUGS) == "B"
+    assert stated_choice(reasoning, DRUGS) is None
+    assert stated_choice(reasoning + "\nAnswer: C", DRUGS) == "C"
+    assert stated_choice(reasoning + "\nThe answer is A or C.", DRUGS) is None
 
 
 def test_option_map():
