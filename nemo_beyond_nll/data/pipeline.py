@@ -6,7 +6,9 @@ into `out_dir`:
 
 - `all.jsonl`, `train.jsonl`, `validation.jsonl`: one JSON object per line, `{"prompt": ...,
   "completion": ..., <domain fields such as "answer">}`; the loss is taken on the completion;
-- `report.json`: rows read, kept and dropped per reason (also returned as a dict).
+- `report.json` (also returned as a dict): rows read, kept (train, validation), dropped per
+  reason with the source positions (0-based) of the first few dropped rows of each reason, notes
+  per kind, and the options used.
 
 The split is decided by a seeded hash of the row's untemplated prompt and completion, so a row
 lands in the same split whatever the order of the source, the other rows, or the chat template.
