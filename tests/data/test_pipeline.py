@@ -22,7 +22,7 @@ def test_same_rows_same_split_in_any_order(tmp_path):
     assert len(extra) == 1
     assert prompts(tmp_path / "a" / "validation.jsonl") == prompts(tmp_path / "b" / "validation.jsonl") - extra
     assert 30 <= a["validation"] <= 70  # about a quarter of 200
-    assert a["train"] + a["validation"] == a["kept"] == 200
+    assert a["train"] + a["validation"] == a["kept"] == 200 and b["kept"] == 201
 
 
 def test_split_seed_changes_the_split(tmp_path):
