@@ -12,7 +12,14 @@ NEMO = [
     "nv_one_logger_training_telemetry",
     "nv_one_logger_pytorch_lightning_integration",
 ]
-TEST = ["pytest>=8", "hypothesis>=6"]
+# Data builders and graders. math-verify's LaTeX parser runs on the ANTLR runtime that hydra-core
+# also uses, and hydra-core pins 4.9.*, so math-verify is asked for the matching runtime.
+DATA = [
+    "datasets>=2.19,<6",
+    "math-verify[antlr4_9_3]>=0.9,<0.10",
+    "reasoning-gym>=0.1.25,<0.2",
+]
+TEST = ["pytest>=8", "hypothesis>=6"] + DATA
 
 setup(
     name="nemo_beyond_nll",
@@ -31,7 +38,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"cpu": CPU, "nemo": NEMO, "test": TEST, "all": CPU + NEMO + TEST},
+    extras_require={"cpu": CPU, "nemo": NEMO, "data": DATA, "test": TEST, "all": CPU + NEMO + TEST},
     entry_points={"console_scripts": ["nemo-beyond-nll = nemo_beyond_nll.cli:main"]},
     license="Apache-2.0",
 )

@@ -1,0 +1,205 @@
+"""From raw rows to SFT files: convert, deduplicate, template, filter by length, split, write, report.
+
+Every domain gives a function from one raw row to an :class:`Example` (or raises :class:`SkipRow`
+with a reason); :func:`write_sft_splits` does the rest, the same way for every domain. It writes
+into `out_dir`:
+
+- `all.jsonl`, `train.jsonl`, `validation.jsonl`: one JSON object per line, `{"prompt": ...,
+  "completion": ..., <domain fields such as "answer">}`; the loss is taken on the completion;
+- `report.json` (also returned as a dict): rows read, kept (train, validation), dropped per
+  reason with the source positions (0-based) of the first few dropped rows of each reason, notes
+  per kind, and the options used.
+
+The split is decided by a seeded hash of the row's untemplated prompt and completion, so a row
+lands in the same split whatever the order of the source, the other rows, or the chat template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+from tqdm import tqdm
+
+SPLITS = ("train", "validation")
+FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "all": "all.jsonl"}
+REPORT_FILE = "report.json"
+# Why rows are dropped by every builder; domains add their own (e.g. "no_boxed_answer").
+COMMON_REASONS = ("malformed", "duplicate", "too_long")
+EXAMPLES_PER_REASON = 5  # row indices kept in the report for each reason, to look at
+
+ChatTemplate = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One SFT row before templating: the user's text, the target completion, extra fields to store,
+    and notes (things worth counting that do not drop the row)."""
+
+    prompt: str
+    completion: str
+    fields: Dict[str, Any] = field(default_factory=dict)
+    notes: Tuple[str, ...] = ()
+
+
+class SkipRow(Exception):
+    """Raised by a domain's converter to drop a row; `reason` is counted in the report."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def text_field(row: Any, name: str) -> str:
+    """row[name] as a non-blank string, or SkipRow("malformed")."""
+    if not isinstance(row, Mapping):
+        raise SkipRow("malformed")
+    value = row.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise SkipRow("malformed")
+    return value
+
+
+def count_tokens(tokenizer: Callable[[str], Any], text: str) -> int:
+    """Tokens in `text` by a tokenizer-like callable returning a count, a sequence of ids, or a
+    mapping with "input_ids" (what a Hugging Face tokenizer's __call__ returns)."""
+    out = tokenizer(text)
+    if isinstance(out, Mapping) and "input_ids" in out:
+        out = out["input_ids"]
+    if isinstance(out, int) and not isinstance(out, bool):
+        return out
+    if isinstance(out, (str, bytes)) or not hasattr(out, "__len__"):
+        raise ValueError(f"tokenizer must return a count, a sequence of ids or {{'input_ids': ...}}, got {type(out).__name__}")
+    return len(out)
+
+
+def hf_chat_template(tokenizer: Any, system: Optional[str] = None) -> ChatTemplate:
+    """A chat template from a Hugging Face tokenizer: the user's text as one user turn (after an
+    optional system turn), ending where the assistant's answer starts."""
+
+    def template(text: str) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return template
+
+
+def split_of(prompt: str, completion: str, validation_fraction: float, split_seed: int = 0) -> str:
+    """"validation" for about `validation_fraction` of rows, chosen by a seeded hash; else "train"."""
+    digest = hashlib.sha256(f"{split_seed}\0{prompt}\0{completion}".encode("utf-8")).digest()
+    return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < validation_fraction else "train"
+
+
+def _check_options(validation_fraction, tokenizer, max_length, chat_template):
+    if not (isinstance(validation_fraction, (int, float)) and 0 <= validation_fraction < 1):
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    if (tokenizer is None) != (max_length is None):
+        raise ValueError("length filtering needs both tokenizer and max_length")
+    if max_length is not None and (not isinstance(max_length, int) or max_length <= 0):
+        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+    if tokenizer is not None and not callable(tokenizer):
+        raise ValueError("tokenizer must be callable (text -> token count, ids or {'input_ids': ids})")
+    if chat_template is not None and not callable(chat_template):
+        raise ValueError("chat_template must be callable (user text -> prompt text)")
+
+
+def write_sft_splits(
+    rows: Iterable[Any],
+    to_example: Callable[[Any], Example],
+    out_dir: Union[str, Path],
+    *,
+    domain: str,
+    source: str,
+    reasons: Sequence[str] = (),
+    validation_fraction: float = 0.05,
+    split_seed: int = 0,
+    tokenizer: Optional[Callable[[str], Any]] = None,
+    max_length: Optional[int] = None,
+    chat_template: Optional[ChatTemplate] = None,
+    dedup: bool = True,
+    total: Optional[int] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Convert `rows` with `to_example` and write the split files and report into `out_dir`.
+
+    `tokenizer` and `max_length` drop rows whose templated prompt + completion has more than
+    `max_length` tokens. `chat_template` turns the user's text into the prompt the model sees.
+    `dedup` drops rows whose prompt and completion repeat an earlier row's. `reasons` are the
+    domain's own drop reasons, listed in the report even when zero.
+    """
+    _check_options(validation_fraction, tokenizer, max_length, chat_template)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dropped = Counter({reason: 0 for reason in (*COMMON_REASONS, *reasons)})
+    examples: Dict[str, list] = {}
+    notes: Counter = Counter()
+    sizes = Counter({split: 0 for split in SPLITS})
+    seen = set()
+    read = 0
+
+    def drop(reason: str, index: int):
+        dropped[reason] += 1
+        picked = examples.setdefault(reason, [])
+        if len(picked) < EXAMPLES_PER_REASON:
+            picked.append(index)
+
+    final = {name: out_dir / filename for name, filename in FILES.items()}
+    partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
+    files = {name: path.open("w", encoding="utf-8") for name, path in partial.items()}
+    try:
+        for index, row in enumerate(tqdm(rows, total=total, desc=f"{domain} rows", unit="row", disable=not progress)):
+            read += 1
+            try:
+                example = to_example(row)
+            except SkipRow as skip:
+                drop(skip.reason, index)
+                continue
+            if dedup:
+                key = hashlib.sha256(f"{example.prompt}\0{example.completion}".encode("utf-8")).digest()[:16]
+                if key in seen:
+                    drop("duplicate", index)
+                    continue
+                seen.add(key)
+            prompt = example.prompt if chat_template is None else chat_template(example.prompt)
+            if not isinstance(prompt, str):
+                raise ValueError(f"chat_template must return a string, got {type(prompt).__name__}")
+            if tokenizer is not None and count_tokens(tokenizer, prompt + example.completion) > max_length:
+                drop("too_long", index)
+                continue
+            notes.update(example.notes)
+            split = split_of(example.prompt, example.completion, validation_fraction, split_seed)
+            line = json.dumps({"prompt": prompt, "completion": example.completion, **example.fields}, ensure_ascii=False)
+            files[split].write(line + "\n")
+            files["all"].write(line + "\n")
+            sizes[split] += 1
+    finally:
+        for handle in files.values():
+            handle.close()
+    for name, path in partial.items():  # complete files appear only once everything is written
+        os.replace(path, final[name])
+
+    report = {
+        "domain": domain,
+        "source": source,
+        "rows_read": read,
+        "kept": sizes["train"] + sizes["validation"],
+        "train": sizes["train"],
+        "validation": sizes["validation"],
+        "dropped": dict(dropped),
+        "dropped_row_indices": examples,
+        "notes": dict(notes),
+        "options": {
+            "validation_fraction": validation_fraction,
+            "split_seed": split_seed,
+            "max_length": max_length,
+            "chat_template": chat_template is not None,
+            "dedup": dedup,
+        },
+    }
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report

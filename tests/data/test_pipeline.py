@@ -1,0 +1,134 @@
+import json
+
+import pytest
+
+from nemo_beyond_nll.data import build
+from nemo_beyond_nll.data.pipeline import count_tokens, hf_chat_template, split_of
+
+from .fixtures import numina_row, numina_rows, read_jsonl, write_jsonl
+
+
+def prompts(path):
+    return {row["prompt"] for row in read_jsonl(path)}
+
+
+def test_same_rows_same_split_in_any_order(tmp_path):
+    rows = numina_rows(200)
+    write_jsonl(tmp_path / "forward.jsonl", rows)
+    write_jsonl(tmp_path / "backward.jsonl", rows[::-1] + [numina_row(500)])
+    a = build("math", tmp_path / "forward.jsonl", tmp_path / "a", validation_fraction=0.25, progress=False)
+    b = build("math", tmp_path / "backward.jsonl", tmp_path / "b", validation_fraction=0.25, progress=False)
+    extra = {p for p in prompts(tmp_path / "b" / "all.jsonl") if p.startswith("Problem 500:")}
+    assert len(extra) == 1
+    assert prompts(tmp_path / "a" / "validation.jsonl") == prompts(tmp_path / "b" / "validation.jsonl") - extra
+    assert 30 <= a["validation"] <= 70  # about a quarter of 200
+    assert a["train"] + a["validation"] == a["kept"] == 200 and b["kept"] == 201
+
+
+def test_split_seed_changes_the_split(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", numina_rows(200))
+    build("math", tmp_path / "rows.jsonl", tmp_path / "s0", validation_fraction=0.25, progress=False)
+    build("math", tmp_path / "rows.jsonl", tmp_path / "s1", validation_fraction=0.25, split_seed=1, progress=False)
+    assert prompts(tmp_path / "s0" / "validation.jsonl") != prompts(tmp_path / "s1" / "validation.jsonl")
+
+
+def test_split_of_is_a_pure_function_of_row_and_seed():
+    rows = [(f"p{i}", f"c{i}") for i in range(1000)]
+    first = [split_of(p, c, 0.1) for p, c in rows]
+    assert first == [split_of(p, c, 0.1) for p, c in rows]
+    assert 60 <= first.count("validation") <= 140
+    assert all(split_of(p, c, 0.0) == "train" for p, c in rows)
+
+
+def test_files_and_report(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", numina_rows(10))
+    report = build("math", tmp_path / "rows.jsonl", tmp_path / "out", validation_fraction=0.3, progress=False)
+    train, validation = read_jsonl(tmp_path / "out" / "train.jsonl"), read_jsonl(tmp_path / "out" / "validation.jsonl")
+    assert sorted(map(json.dumps, train + validation)) == sorted(map(json.dumps, read_jsonl(tmp_path / "out" / "all.jsonl")))
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
+    assert (report["train"], report["validation"]) == (len(train), len(validation))
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def whitespace_tokens(text):
+    return text.split()
+
+
+@pytest.mark.parametrize(
+    "tokenizer",
+    [whitespace_tokens, lambda t: len(t.split()), lambda t: {"input_ids": t.split(), "attention_mask": []}],
+)
+def test_length_filter(tmp_path, tokenizer):
+    long_row = numina_row(3)
+    long_row["solution"] = "word " * 300 + long_row["solution"]
+    write_jsonl(tmp_path / "rows.jsonl", [numina_row(1), numina_row(2), long_row])
+    report = build("math", tmp_path / "rows.jsonl", tmp_path / "out", tokenizer=tokenizer, max_length=100, progress=False)
+    assert report["kept"] == 2 and report["dropped"]["too_long"] == 1 and report["dropped_row_indices"]["too_long"] == [2]
+    assert all(len(r["prompt"].split()) + len(r["completion"].split()) <= 100 for r in read_jsonl(tmp_path / "out" / "all.jsonl"))
+
+
+def test_length_counts_templated_prompt(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", [numina_row(1)])
+    untemplated = build("math", tmp_path / "rows.jsonl", tmp_path / "a", tokenizer=whitespace_tokens, max_length=40, progress=False)
+    padded = build(
+        "math", tmp_path / "rows.jsonl", tmp_path / "b", tokenizer=whitespace_tokens, max_length=40,
+        chat_template=lambda text: "system " * 30 + text, progress=False,
+    )
+    assert untemplated["kept"] == 1 and padded["dropped"]["too_long"] == 1
+
+
+def test_chat_template_applies_to_prompt_not_split(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", numina_rows(100))
+    build("math", tmp_path / "rows.jsonl", tmp_path / "plain", validation_fraction=0.3, progress=False)
+    build(
+        "math", tmp_path / "rows.jsonl", tmp_path / "chat", validation_fraction=0.3, progress=False,
+        chat_template=lambda text: f"<user>{text}</user><assistant>",
+    )
+    chat = read_jsonl(tmp_path / "chat" / "validation.jsonl")
+    assert all(r["prompt"].startswith("<user>") and r["prompt"].endswith("</user><assistant>") for r in chat)
+    assert {r["prompt"][len("<user>"):-len("</user><assistant>")] for r in chat} == prompts(tmp_path / "plain" / "validation.jsonl")
+
+
+class FakeHFTokenizer:
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        assert tokenize is False and add_generation_prompt is True
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+
+def test_hf_chat_template():
+    assert hf_chat_template(FakeHFTokenizer())("hi") == "<user>hi<assistant>"
+    assert hf_chat_template(FakeHFTokenizer(), system="be brief")("hi") == "<system>be brief<user>hi<assistant>"
+
+
+def test_count_tokens_rejects_odd_tokenizers():
+    assert count_tokens(lambda t: [1, 2, 3], "x") == 3
+    for odd in (lambda t: "a string", lambda t: None, lambda t: True):
+        with pytest.raises(ValueError, match="tokenizer must return"):
+            count_tokens(odd, "x")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"validation_fraction": -0.1}, "validation_fraction"),
+        ({"max_length": 10}, "both tokenizer and max_length"),
+        ({"tokenizer": whitespace_tokens}, "both tokenizer and max_length"),
+        ({"tokenizer": whitespace_tokens, "max_length": 0}, "max_length must be a positive integer"),
+        ({"tokenizer": "gpt2", "max_length": 5}, "tokenizer must be callable"),
+        ({"chat_template": "chatml"}, "chat_template must be callable"),
+        ({"max_lenght": 5}, "unknown math option"),
+    ],
+)
+def test_bad_options(tmp_path, options, message):
+    write_jsonl(tmp_path / "rows.jsonl", numina_rows(2))
+    with pytest.raises(ValueError, match=message):
+        build("math", tmp_path / "rows.jsonl", tmp_path / "out", progress=False, **options)
+
+
+def test_bad_domain_and_template_output(tmp_path):
+    with pytest.raises(ValueError, match="unknown domain 'code'"):
+        build("code", None, tmp_path)
+    write_jsonl(tmp_path / "rows.jsonl", numina_rows(2))
+    with pytest.raises(ValueError, match="chat_template must return a string"):
+        build("math", tmp_path / "rows.jsonl", tmp_path / "out", chat_template=lambda t: [t], progress=False)

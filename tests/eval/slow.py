@@ -1,0 +1,24 @@
+"""Functions for the time-limit tests; the child process imports them by name."""
+
+import signal
+import time
+
+
+def echo(value):
+    return value
+
+
+def fail(message):
+    raise KeyError(message)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return "finished"
+
+
+def sleep_deaf_to_alarm(seconds):
+    """Sleeps with SIGALRM blocked, as a long call in C code would: only a kill ends it early."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+    return "finished"
