@@ -3,6 +3,9 @@
     nemo-beyond-nll sft  --config recipes/tiny_cpu.yaml [--dry-run] [key=value ...]
     nemo-beyond-nll eval --config recipes/tiny_cpu.yaml [--dry-run] [key=value ...]
     nemo-beyond-nll import --config recipes/qwen2.5-math-1.5b_math.yaml   (GPU recipes, once)
+    nemo-beyond-nll probe --config RECIPE.yaml         (where the base model sits; which objective)
+    nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml
+    nemo-beyond-nll compare runs/a runs/b [--out DIR]
 
 Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`,
 `+new.key=value`, `~key`. Errors in the config are one line and exit with code 2.
@@ -115,6 +118,18 @@ def cmd_continuum(args) -> int:
     return _launch_cpu_workers(cfg, "continuum")
 
 
+def cmd_compare(args) -> int:
+    from .eval.compare import compare_runs
+
+    try:
+        table = compare_runs(args.run_dirs, args.out)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    print(table)
+    print(f"wrote {args.out}/comparison.md, comparison.csv and comparison.png", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
         p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.loss=neg_p")
         p.set_defaults(func=func)
+    p = sub.add_parser("compare", help="one table of objectives against benchmarks over run directories")
+    p.add_argument("run_dirs", nargs="+", help="run directories, each with a summary.json")
+    p.add_argument("--out", default="runs/comparison", help="where to write the table and chart")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -85,3 +86,15 @@ def test_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "nemo_beyond_nll", "sft", "--config", TINY, "--dry-run"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "engine: cpu" in proc.stdout
+
+
+def test_compare_command(tmp_path, capsys):
+    for name, acc in (("a", 0.5), ("b", 0.75)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"objective": name, "accuracy": {"sort": acc}}))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "50.0" in out and "75.0" in out
+    assert (tmp_path / "cmp" / "comparison.png").exists() and (tmp_path / "cmp" / "comparison.csv").exists()
+    assert main(["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "cmp")]) == 2
+    assert "no summary.json" in capsys.readouterr().err

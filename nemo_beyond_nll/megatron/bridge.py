@@ -198,5 +198,5 @@ def run_sft(cfg) -> int:
         )
     if train_iters(cfg) is None:
         raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
-    finetune(build_config(cfg), ObjectiveForwardStep(objective_from_config(cfg)))
+    finetune(build_config(cfg), ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval))
     return 0

@@ -51,11 +51,16 @@ class ObjectiveForwardStep:
     """Megatron-Bridge forward step: Bridge's own batch handling and forward, our objective and reduction.
 
     Pass an instance to `megatron.bridge.training.finetune.finetune(config, ObjectiveForwardStep(obj))`.
-    The objective is installed on each model chunk the first time the step sees it.
+    The objective is installed on each model chunk the first time the step sees it. Every
+    `hist_interval` steps the histogram of target probabilities of the logging rank's first
+    micro-batch goes to Bridge's TensorBoard and W&B loggers, so a run shows the model moving along
+    the capability continuum.
     """
 
-    def __init__(self, objective: Objective):
+    def __init__(self, objective: Objective, hist_interval: int = 0):
         self.objective = objective
+        self.hist_interval = hist_interval
+        self._logged_step = None
 
     def __call__(self, state, data_iterator, model, return_schedule_plan: bool = False):
         from megatron.bridge.training import gpt_step
@@ -63,4 +68,25 @@ class ObjectiveForwardStep:
         if installed_objective(model) != self.objective:
             install(model, self.objective)
         output, loss_mask = gpt_step._forward_step_common(state, data_iterator, model, return_schedule_plan)
-        return output, partial(objective_loss_function, model, loss_mask)
+        return output, partial(self.loss, state, model, loss_mask)
+
+    def loss(self, state, model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+        terms = objective_loss_function(model, loss_mask, output_tensor)
+        step = state.train_state.step
+        if self.hist_interval and step % self.hist_interval == 0 and step != self._logged_step:
+            self._logged_step = step
+            out = last_output(model)
+            values = out.prob.reshape(-1)[loss_mask.reshape(-1).bool()].float().cpu()
+            self.log_histogram(state, values, step)
+        return terms
+
+    @staticmethod
+    def log_histogram(state, values: torch.Tensor, step: int) -> None:
+        if values.numel() == 0:
+            return
+        writer = getattr(state, "tensorboard_logger", None)
+        if writer is not None:
+            writer.add_histogram("target prob", values, step, bins=torch.linspace(0, 1, 21).numpy())
+        wandb = getattr(state, "wandb_logger", None)
+        if wandb is not None:
+            wandb.log({"target prob": wandb.Histogram(values.numpy(), num_bins=20)}, step=step)

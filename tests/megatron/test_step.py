@@ -47,3 +47,45 @@ def test_loss_function_on_a_real_gpt_model():
     assert metrics["kept fraction"].tolist() == [counted.sum().item(), loss_mask.sum().item()]
     loss_sum.backward()
     assert model.output_layer.weight.grad.abs().sum() > 0
+
+
+class _Writer:
+    def __init__(self):
+        self.calls = []
+
+    def add_histogram(self, tag, values, step, bins=None):
+        self.calls.append((tag, values.clone(), step))
+
+
+class _State:
+    def __init__(self, step):
+        self.train_state = type("TrainState", (), {"step": step})()
+        self.tensorboard_logger = _Writer()
+        self.wandb_logger = None
+
+
+def test_forward_step_loss_logs_the_probability_histogram_at_intervals():
+    from nemo_beyond_nll.megatron import last_output
+    from nemo_beyond_nll.megatron.step import ObjectiveForwardStep
+
+    init_megatron_cpu(tensor_parallel=1)
+    cfg = TinyGPTConfig(vocab_size=64, seq_length=8, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
+    model = build_tiny_gpt(cfg)
+    install(model, "neg_p")
+    step_fn = ObjectiveForwardStep(get_objective("neg_p"), hist_interval=5)
+    tokens = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    loss_mask = torch.ones(2, 8)
+    loss_mask[0, :3] = 0
+    position_ids = torch.arange(8)[None].expand(2, -1)
+    # Steps of successive micro-batches; the second micro-batch of step 5 is not logged again.
+    for step, expect_log in ((4, False), (5, True), (5, False), (6, False), (10, True)):
+        state = _State(step)
+        output = model(tokens, position_ids, causal_mask(8), labels=tokens)
+        _, num_kept, _ = step_fn.loss(state, model, loss_mask, output)
+        assert num_kept.item() == 13
+        logged = state.tensorboard_logger.calls
+        assert bool(logged) == expect_log, step
+        if logged:
+            tag, values, at = logged[0]
+            assert tag == "target prob" and at == step and values.numel() == 13
+            assert torch.allclose(values, last_output(model).prob[loss_mask.bool()].float())
