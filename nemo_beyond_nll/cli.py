@@ -105,8 +105,12 @@ def cmd_probe(args) -> int:
     if args.dry_run:
         print(resolved_yaml(cfg), end="")
         return 0
-    _cpu_only(cfg, "probe")
-    return _launch_cpu_workers(cfg, "probe")
+    if cfg.engine == "cpu":
+        return _launch_cpu_workers(cfg, "probe")
+    from .megatron.probe_runner import run_bridge_probe
+
+    _write_run_config(cfg)
+    return run_bridge_probe(cfg)
 
 
 def cmd_continuum(args) -> int:

@@ -14,9 +14,9 @@ completions, before any training. The rule (`recommend`) reads two of them:
 
 Where the cut-offs come from: the paper places math for Qwen2.5-Math/Llama-3.1 at the strong end
 and figfont puzzles at the weak end; the base-model statistics of this project's CPU continuum
-experiment (README, "The capability continuum") put its strong end at mean p 0.76 and its weak end at
-0.02, and the cut-offs sit between those ends with margin. They are a starting point to check on
-one's own data, not a law: run both objectives on a small budget when the probe says "intermediate".
+experiment (README, "The capability continuum") put its strong end at mean p 0.67 (68% of tokens
+above 0.5) and its weak end at 0.10 (9%), and the cut-offs sit between those ends with margin.
+They are a starting point to check on one's own data, not a law: run both objectives on a small budget when the probe says "intermediate".
 """
 
 from __future__ import annotations
@@ -135,3 +135,21 @@ def plot_histogram(stats: ProbabilityStats, path, title: str) -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def write_probe_report(values: torch.Tensor, run_dir, title: str):
+    """Statistics and recommendation for `values`; writes probe.json and probe.png; prints the report."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from .train.files import atomic_write_text
+
+    stats = probability_stats(values)
+    rec = recommend(stats)
+    report = {"stats": stats.to_dict(), "recommendation": {"placement": rec.placement, "loss": rec.loss,
+              "loss_args": rec.loss_args, "reason": rec.reason}}
+    atomic_write_text(Path(run_dir) / "probe.json", json.dumps(report, indent=2) + "\n")
+    plot_histogram(stats, Path(run_dir) / "probe.png", title)
+    print(format_report(stats, rec), file=sys.stderr)
+    return stats, rec

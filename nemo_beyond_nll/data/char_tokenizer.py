@@ -6,6 +6,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from .packing import pack_example
+
 
 class CharTokenizer:
     pad_id, bos_id, eos_id = 0, 1, 2
@@ -35,16 +37,5 @@ class CharTokenizer:
 
     def encode_example(self, prompt: str, completion: str, seq_length: int) -> Dict[str, torch.Tensor]:
         """tokens/labels/loss_mask of length seq_length; the loss is on the completion and eos."""
-        prompt_ids = [self.bos_id] + self.encode(prompt)
-        answer_ids = self.encode(completion) + [self.eos_id]
-        ids = prompt_ids + answer_ids
-        if len(ids) > seq_length + 1:
-            raise ValueError(f"example of {len(ids)} tokens does not fit seq_length={seq_length}")
-        ids = ids + [self.pad_id] * (seq_length + 1 - len(ids))
-        loss_mask = [0.0] * (len(prompt_ids) - 1) + [1.0] * len(answer_ids)
-        loss_mask += [0.0] * (seq_length - len(loss_mask))
-        return {
-            "tokens": torch.tensor(ids[:-1]),
-            "labels": torch.tensor(ids[1:]),
-            "loss_mask": torch.tensor(loss_mask),
-        }
+        return pack_example([self.bos_id] + self.encode(prompt), self.encode(completion) + [self.eos_id],
+                            seq_length, self.pad_id)

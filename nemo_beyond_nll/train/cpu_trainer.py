@@ -213,20 +213,16 @@ def completion_probabilities(session: Session, data: Dict[str, torch.Tensor], ba
 
 def probe_base(cfg: DictConfig, run_dir: Path, num_examples: int = 512):
     """The probe of the CPU engine: base-model statistics on the training data and the recommendation."""
-    from ..probe import format_report, plot_histogram, probability_stats, recommend
+    from ..probe import probability_stats, recommend, write_probe_report
 
     session = start_session(cfg)
     load_base_weights(session)
     sample = {k: v[:num_examples] for k, v in session.train_data.items()}
-    stats = probability_stats(completion_probabilities(session, sample))
-    rec = recommend(stats)
+    values = completion_probabilities(session, sample)
     if session.rank == 0:
-        report = {"stats": stats.to_dict(), "recommendation": {"placement": rec.placement, "loss": rec.loss,
-                  "loss_args": rec.loss_args, "reason": rec.reason}}
-        atomic_write_text(run_dir / "probe.json", json.dumps(report, indent=2) + "\n")
-        plot_histogram(stats, run_dir / "probe.png", f"{cfg.name}: base model on {cfg.data.task}")
-        print(format_report(stats, rec), file=sys.stderr)
-    return stats, rec
+        return write_probe_report(values, run_dir, f"{cfg.name}: base model on {cfg.data.task}")
+    stats = probability_stats(values)  # the same values on every tensor-parallel rank
+    return stats, recommend(stats)
 
 
 def evaluate_latest(cfg: DictConfig, run_dir: Path) -> dict:

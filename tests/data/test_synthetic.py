@@ -45,3 +45,15 @@ def test_char_tokenizer_round_trip_and_masks():
         tok.encode_example("abcdef=", "fedcba", seq_length=8)
     with pytest.raises(ValueError, match="outside the tokenizer"):
         tok.encode("é")
+
+
+def test_pack_example_truncates_only_when_asked():
+    from nemo_beyond_nll.data.packing import pack_example
+
+    ex = pack_example([1, 5, 6], [7, 8, 9, 2], seq_length=5, pad_id=0, truncate=True)
+    assert ex["tokens"].tolist() == [1, 5, 6, 7, 8] and ex["labels"].tolist() == [5, 6, 7, 8, 9]
+    assert ex["loss_mask"].tolist() == [0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_example([1, 5, 6], [7, 8, 9, 2], seq_length=5, pad_id=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_example([1] * 6, [2], seq_length=5, pad_id=0, truncate=True)
