@@ -59,23 +59,13 @@ def _bridge():
     return bridge
 
 
-def cmd_sft(args) -> int:
-    cfg = load_recipe(args.config, args.overrides)
-    if args.dry_run:
-        print(resolved_yaml(cfg), end="")
-        if cfg.engine == "bridge":
-            print(_bridge().describe(cfg), end="")
-        return 0
+def run_sft(cfg) -> int:
     if cfg.engine == "cpu":
         return _launch_cpu_workers(cfg, "train")
     return _bridge().run_sft(cfg)
 
 
-def cmd_eval(args) -> int:
-    cfg = load_recipe(args.config, args.overrides)
-    if args.dry_run:
-        print(resolved_yaml(cfg), end="")
-        return 0
+def run_eval(cfg) -> int:
     if cfg.engine == "cpu":
         if not (Path(cfg.checkpoint.dir) / "checkpoints" / "latest").exists():
             raise CLIError(f"no checkpoint in {cfg.checkpoint.dir}: run `nemo-beyond-nll sft` with this config first")
@@ -83,28 +73,12 @@ def cmd_eval(args) -> int:
     raise CLIError("eval with engine=bridge (vLLM on the exported checkpoint) is not available in this version")
 
 
-def cmd_import(args) -> int:
-    cfg = load_recipe(args.config, args.overrides)
-    if cfg.engine != "bridge":
-        raise CLIError("import converts a Hugging Face backbone for engine=bridge; this recipe trains from scratch")
-    target = _bridge().run_paths(cfg)["pretrained"]
-    if args.dry_run:
-        print(f"would import {cfg.model.hf_path} -> {target}")
-        return 0
+def run_import(cfg) -> int:
     print(f"imported {cfg.model.hf_path} -> {_bridge().import_checkpoint(cfg)}")
     return 0
 
 
-def _cpu_only(cfg, command: str) -> None:
-    if cfg.engine != "cpu":
-        raise CLIError(f"{command} with engine=bridge is not available in this version; use a cpu recipe")
-
-
-def cmd_probe(args) -> int:
-    cfg = load_recipe(args.config, args.overrides)
-    if args.dry_run:
-        print(resolved_yaml(cfg), end="")
-        return 0
+def run_probe(cfg) -> int:
     if cfg.engine == "cpu":
         return _launch_cpu_workers(cfg, "probe")
     from .megatron.probe_runner import run_bridge_probe
@@ -113,13 +87,44 @@ def cmd_probe(args) -> int:
     return run_bridge_probe(cfg)
 
 
-def cmd_continuum(args) -> int:
-    cfg = load_recipe(args.config, args.overrides)
-    if args.dry_run:
-        print(resolved_yaml(cfg), end="")
-        return 0
-    _cpu_only(cfg, "continuum")
+def run_continuum(cfg) -> int:
+    if cfg.engine != "cpu":
+        raise CLIError("continuum runs the cpu engine; use a recipe with engine: cpu")
     return _launch_cpu_workers(cfg, "continuum")
+
+
+def check_import(cfg) -> None:
+    if cfg.engine != "bridge":
+        raise CLIError("import converts a Hugging Face backbone for engine=bridge; this recipe trains from scratch")
+
+
+def describe_sft(cfg) -> str:
+    return _bridge().describe(cfg) if cfg.engine == "bridge" else ""
+
+
+def describe_import(cfg) -> str:
+    return f"# would import {cfg.model.hf_path} -> {_bridge().run_paths(cfg)['pretrained']}\n"
+
+
+# name: (run, help, check before a dry run, extra text of a dry run)
+RECIPE_COMMANDS = {
+    "sft": (run_sft, "fine-tune with the recipe's objective", None, describe_sft),
+    "eval": (run_eval, "evaluate the recipe's fine-tuned model", None, None),
+    "import": (run_import, "convert the recipe's Hugging Face backbone to Megatron", check_import, describe_import),
+    "probe": (run_probe, "place the base model on the continuum and recommend an objective", None, None),
+    "continuum": (run_continuum, "run the CPU capability-continuum experiment", None, None),
+}
+
+
+def run_recipe_command(args) -> int:
+    run, _, check, describe = RECIPE_COMMANDS[args.command]
+    cfg = load_recipe(args.config, args.overrides)
+    if check:
+        check(cfg)
+    if args.dry_run:
+        print(resolved_yaml(cfg) + (describe(cfg) if describe else ""), end="")
+        return 0
+    return run(cfg)
 
 
 def cmd_compare(args) -> int:
@@ -138,16 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, text in (("sft", cmd_sft, "fine-tune with the recipe's objective"),
-                             ("eval", cmd_eval, "evaluate the recipe's fine-tuned model"),
-                             ("import", cmd_import, "convert the recipe's Hugging Face backbone to Megatron"),
-                             ("probe", cmd_probe, "place the base model on the continuum and recommend an objective"),
-                             ("continuum", cmd_continuum, "run the CPU capability-continuum experiment")):
+    for name, (_, text, _, _) in RECIPE_COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", required=True, help="recipe YAML")
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
         p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.loss=neg_p")
-        p.set_defaults(func=func)
+        p.set_defaults(func=run_recipe_command)
     p = sub.add_parser("compare", help="one table of objectives against benchmarks over run directories")
     p.add_argument("run_dirs", nargs="+", help="run directories, each with a summary.json")
     p.add_argument("--out", default="runs/comparison", help="where to write the table and chart")

@@ -22,7 +22,7 @@ def test_dry_run_prints_resolved_config_and_objective(capsys):
     assert "dir: runs/tiny_cpu_neg_p_threshold" in out  # interpolations are resolved
 
 
-@pytest.mark.parametrize("command", ["sft", "eval", "import"])
+@pytest.mark.parametrize("command", ["sft", "eval", "import", "probe", "continuum"])
 def test_every_command_has_a_dry_run(capsys, command):
     recipe = TINY if command != "import" else str(ROOT / "recipes" / "qwen2.5-math-1.5b_math.yaml")
     assert main([command, "--config", recipe, "--dry-run"]) == 0
@@ -48,6 +48,8 @@ def test_gpu_recipe_dry_run_shows_bridge_overrides(capsys):
         (["sft", "--config", TINY, "model.loss=neg_p_power", "model.loss_args.alpha=-1"], "'alpha' must be > 0"),
         (["eval", "--config", TINY, "checkpoint.dir=/nonexistent/run"], "no checkpoint in /nonexistent/run"),
         (["import", "--config", TINY], "import converts a Hugging Face backbone"),
+        (["import", "--config", TINY, "--dry-run"], "import converts a Hugging Face backbone"),
+        (["continuum", "--config", str(ROOT / "recipes" / "qwen2.5-7b_medical.yaml")], "continuum runs the cpu engine"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(capsys, args, message):
