@@ -204,3 +204,17 @@ def test_load_benchmarks_checks_names_before_loading(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", ["{oops", {"question": "no answer"}])
     with pytest.raises(ValueError, match=r"'amc23' has no usable rows .*2 read, skipped: \{'malformed': 2\}"):
         load_benchmarks(["amc23"], files={"amc23": bad})
+
+
+def test_gpu_recipes_name_benchmarks_of_their_domain():
+    from pathlib import Path
+
+    from nemo_beyond_nll.recipe import load_recipe
+
+    recipes = [load_recipe(p) for p in sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))]
+    bridge = [cfg for cfg in recipes if cfg.engine == "bridge"]
+    assert bridge
+    for cfg in bridge:
+        assert cfg.eval.benchmarks, cfg.name
+        assert {BENCHMARKS[name].domain for name in cfg.eval.benchmarks} == {cfg.data.domain}, cfg.name
+        assert cfg.eval.benchmark_dir is None and dict(cfg.eval.benchmark_files) == {}  # the hub by default
