@@ -27,10 +27,10 @@ that names no option, a repeated id) is skipped and counted by reason, never an 
 Assumptions (the hub cannot be reached where this was written; checked against other projects'
 loaders, not against the hub itself):
 
-- The math ids are the ones Qwen2.5-Math's evaluation and common RL evaluation code load; its own
-  local copies (`evaluation/data/<name>/test.jsonl`) name fields the same way or as listed as
-  alternatives here (minerva_math's problem/solution, olympiadbench's question/final_answer), so a
-  folder laid out like Qwen2.5-Math's `evaluation/data` works as `benchmark_dir`.
+- The math hub ids are the ones public evaluation scripts commonly load. Qwen2.5-Math's own
+  evaluation reads local copies (`evaluation/data/<name>/test.jsonl`, under these same names)
+  whose fields are read too (minerva_math's problem/solution, olympiadbench's
+  question/final_answer), so a folder laid out like its `evaluation/data` works as `directory`.
 - OlympiadBench: the text-only English competition-math subset (OE_TO_maths_en_COMP, 674-675
   problems) is what "OlympiadBench" means in the Qwen2.5-Math tables; the hub puts it in a "train"
   split. Several final answers are joined with ", "; a `context` is put before the question.

@@ -220,6 +220,17 @@ def test_run_gpu_eval_applies_the_training_chat_template(tmp_path, monkeypatch):
     assert not records[0]["prompt"].startswith("<user>")  # records keep the benchmark's prompt
 
 
+def test_run_gpu_eval_reuses_an_export_made_elsewhere(tmp_path, monkeypatch):
+    # Exported in the NeMo container, evaluated where vLLM is installed: Bridge is not needed again.
+    calls = fake_vllm(monkeypatch)
+    monkeypatch.setitem(sys.modules, "megatron.bridge", None)
+    cfg = _gpu_recipe(tmp_path)
+    (tmp_path / "run" / "hf" / "iter_0000004").mkdir(parents=True)
+    assert run_gpu_eval(cfg) == 0
+    assert calls["llm"][0]["model"] == str(tmp_path / "run" / "hf" / "iter_0000004")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["accuracy"] == {"math500": 0.5, "amc23": 0.0}
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
