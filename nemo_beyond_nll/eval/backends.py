@@ -5,7 +5,10 @@
   written once by Megatron-Bridge's `AutoBridge.export_ckpt`;
 - :func:`run_gpu_eval`: export, vLLM and :func:`~nemo_beyond_nll.eval.runner.evaluate_benchmarks`
   for a bridge recipe; run it as one process on a GPU node (vLLM spreads the model over
-  `model.tensor_parallel` GPUs itself).
+  `model.tensor_parallel` GPUs itself); :func:`describe_gpu_eval` says what it would do.
+
+An export found in place is reused without importing Megatron-Bridge, so the export can run in the
+NeMo container and the evaluation where vLLM is installed.
 
 vLLM and Megatron-Bridge need CUDA, so both are imported inside the functions that use them.
 """
@@ -155,13 +158,9 @@ def _chat_template(model_dir: Path) -> Callable[[str], str]:
     return hf_chat_template(AutoTokenizer.from_pretrained(str(model_dir)))
 
 
-def run_gpu_eval(cfg) -> int:
-    """Evaluate a bridge recipe's fine-tuned model on eval.benchmarks: export the latest checkpoint,
-    generate with vLLM (greedy, eval.max_new_tokens, model.tensor_parallel GPUs), grade, and write
-    `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
-    from ..config import ConfigError, objective_from_config
-    from ..megatron.bridge import run_paths
-    from .benchmarks import BENCHMARKS, load_benchmarks
+def _check_eval_config(cfg) -> None:
+    from ..config import ConfigError
+    from .benchmarks import BENCHMARKS
 
     if cfg.engine != "bridge":
         raise ConfigError(f"run_gpu_eval evaluates engine=bridge recipes, got engine={cfg.engine}")
@@ -169,6 +168,47 @@ def run_gpu_eval(cfg) -> int:
         raise ConfigError(f"eval.backend={cfg.eval.backend!r}: engine=bridge evaluates with vllm")
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval.benchmarks is empty; name some of {', '.join(BENCHMARKS)}")
+
+
+def describe_gpu_eval(cfg) -> str:
+    """What :func:`run_gpu_eval` would do, for a dry run: the checkpoint and its export, vLLM's
+    settings, where each benchmark's rows come from, the files written. Needs neither vLLM nor Bridge."""
+    from ..config import ConfigError
+    from ..megatron.bridge import run_paths
+    from .benchmarks import benchmark_source, default_source, get_benchmark
+
+    _check_eval_config(cfg)
+    paths = run_paths(cfg)
+    lines = ["# GPU evaluation: export to Hugging Face format, generate with vLLM, grade"]
+    try:
+        iteration = latest_checkpoint(paths["checkpoints"])
+        export = paths["run"] / HF_EXPORT_DIR / iteration.name
+        lines.append(f"#   checkpoint {iteration} -> {export}" + (" (exported already)" if export.is_dir() else ""))
+    except FileNotFoundError:
+        lines.append(f"#   checkpoint: none yet in {paths['checkpoints']} (train first)")
+    lines.append(f"#   vLLM: tensor_parallel={cfg.model.tensor_parallel}, max_new_tokens={cfg.eval.max_new_tokens}, "
+                 f"greedy, chat template: {'yes' if training_used_chat_template(cfg) else 'no'}")
+    for name in cfg.eval.benchmarks:
+        try:
+            source = benchmark_source(name, files=dict(cfg.eval.benchmark_files), directory=cfg.eval.benchmark_dir)
+        except ValueError as err:
+            raise ConfigError(f"eval: {err}") from None
+        where = source if source is not None else default_source(name, cfg.eval.num_samples)
+        limit = "" if cfg.eval.num_samples is None else f", first {cfg.eval.num_samples}"
+        lines.append(f"#   {name} ({get_benchmark(name).domain}{limit}): {where}")
+    lines.append(f"#   writes {paths['run'] / 'eval'}/<benchmark>.jsonl and {paths['run'] / 'summary.json'}")
+    return "\n".join(lines) + "\n"
+
+
+def run_gpu_eval(cfg) -> int:
+    """Evaluate a bridge recipe's fine-tuned model on eval.benchmarks: export the latest checkpoint,
+    generate with vLLM (greedy, eval.max_new_tokens, model.tensor_parallel GPUs), grade, and write
+    `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
+    from ..config import ConfigError, objective_from_config
+    from ..megatron.bridge import run_paths
+    from .benchmarks import load_benchmarks
+
+    _check_eval_config(cfg)
     try:  # before the export and the model load, so that a wrong name or file costs no GPU time
         benchmarks = load_benchmarks(list(cfg.eval.benchmarks), files=dict(cfg.eval.benchmark_files),
                                      directory=cfg.eval.benchmark_dir, num_samples=cfg.eval.num_samples)

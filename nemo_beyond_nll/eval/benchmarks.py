@@ -364,18 +364,27 @@ def benchmark_source(
     return None
 
 
+def default_source(name: str, num_samples: Optional[int] = None) -> str:
+    """Where benchmark `name`'s rows come from without a local copy: "hub id (configs) [split]", or
+    the puzzle generator and its seed."""
+    bench = get_benchmark(name)
+    if bench.hub_id is None:
+        size = FIGFONT_SIZE if num_samples is None else num_samples
+        return f"reasoning_gym:figlet_font(size={size}, seed={FIGFONT_SEED})"
+    configs = [c for c in bench.hub_configs if c]
+    return bench.hub_id + (f" ({', '.join(configs)})" if configs else "") + f" [{bench.split}]"
+
+
 def _raw_rows(bench: Benchmark, source: Optional[Path], num_samples: Optional[int]) -> Tuple[Iterable[Any], str]:
     from ..data.sources import open_rows
 
     if source is not None:
         rows, _ = open_rows(source, split=bench.split)
         return rows, str(source)
+    where = default_source(bench.name, num_samples)
     if bench.hub_id is None:
-        size = FIGFONT_SIZE if num_samples is None else num_samples
-        return generate_puzzles(size, FIGFONT_SEED), f"reasoning_gym:figlet_font(size={size}, seed={FIGFONT_SEED})"
+        return generate_puzzles(FIGFONT_SIZE if num_samples is None else num_samples, FIGFONT_SEED), where
     parts = [open_rows(bench.hub_id, split=bench.split, config=config)[0] for config in bench.hub_configs]
-    configs = [c for c in bench.hub_configs if c]
-    where = f"{bench.hub_id}" + (f" ({', '.join(configs)})" if configs else "") + f" [{bench.split}]"
     return itertools.chain.from_iterable(parts), where
 
 

@@ -12,6 +12,7 @@ import pytest
 from nemo_beyond_nll.config import ConfigError
 from nemo_beyond_nll.eval.backends import (
     BackendUnavailable,
+    describe_gpu_eval,
     export_hf_checkpoint,
     latest_checkpoint,
     run_gpu_eval,
@@ -165,7 +166,7 @@ def _gpu_recipe(tmp_path, *overrides):
         "eval.benchmarks=[math500,amc23]", f"eval.benchmark_files={{math500: {files['math500']}, amc23: {files['amc23']}}}",
         *overrides,
     ])
-    (tmp_path / "run" / "checkpoints" / "iter_0000004").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "iter_0000004").mkdir(parents=True, exist_ok=True)
     return cfg
 
 
@@ -252,3 +253,28 @@ def test_run_gpu_eval_config_errors_come_before_any_gpu_work(tmp_path, monkeypat
 def test_run_gpu_eval_wants_a_bridge_recipe():
     with pytest.raises(ConfigError, match="evaluates engine=bridge recipes"):
         run_gpu_eval(load_recipe(RECIPES / "tiny_cpu.yaml"))
+
+
+def test_describe_gpu_eval_needs_no_gpu_library(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    monkeypatch.setitem(sys.modules, "megatron.bridge", None)
+    cfg = _gpu_recipe(tmp_path, "eval.benchmarks=[math500,aime24,olympiadbench]", "eval.num_samples=5")
+    run = tmp_path / "run"
+    text = describe_gpu_eval(cfg)
+    assert text.splitlines() == [
+        "# GPU evaluation: export to Hugging Face format, generate with vLLM, grade",
+        f"#   checkpoint {run / 'checkpoints' / 'iter_0000004'} -> {run / 'hf' / 'iter_0000004'}",
+        "#   vLLM: tensor_parallel=2, max_new_tokens=3072, greedy, chat template: no",
+        f"#   math500 (math, first 5): {tmp_path / 'math500.jsonl'}",
+        "#   aime24 (math, first 5): HuggingFaceH4/aime_2024 [train]",
+        "#   olympiadbench (math, first 5): Hothan/OlympiadBench (OE_TO_maths_en_COMP) [train]",
+        f"#   writes {run / 'eval'}/<benchmark>.jsonl and {run / 'summary.json'}",
+    ]
+    (run / "hf" / "iter_0000004").mkdir(parents=True)
+    assert "(exported already)" in describe_gpu_eval(cfg)
+    with pytest.raises(ConfigError, match="eval: unknown benchmark 'gsm8k'"):
+        describe_gpu_eval(_gpu_recipe(tmp_path, "eval.benchmarks=[gsm8k]"))
+    figfont = load_recipe(RECIPES / "qwen2.5-7b_figfont.yaml", [f"checkpoint.dir={tmp_path / 'none'}"])
+    lines = describe_gpu_eval(figfont).splitlines()
+    assert lines[1] == f"#   checkpoint: none yet in {tmp_path / 'none' / 'checkpoints'} (train first)"
+    assert lines[3] == "#   figfont (figfont): reasoning_gym:figlet_font(size=500, seed=1000000000)"
