@@ -70,7 +70,12 @@ def run_eval(cfg) -> int:
         if not (Path(cfg.checkpoint.dir) / "checkpoints" / "latest").exists():
             raise CLIError(f"no checkpoint in {cfg.checkpoint.dir}: run `nemo-beyond-nll sft` with this config first")
         return _launch_cpu_workers(cfg, "eval")
-    raise CLIError("eval with engine=bridge (vLLM on the exported checkpoint) is not available in this version")
+    from .eval.backends import BackendUnavailable, run_gpu_eval
+
+    try:
+        return run_gpu_eval(cfg)
+    except BackendUnavailable as err:  # vLLM, Megatron-Bridge or transformers missing
+        raise CLIError(str(err)) from None
 
 
 def run_import(cfg) -> int:
@@ -102,6 +107,14 @@ def describe_sft(cfg) -> str:
     return _bridge().describe(cfg) if cfg.engine == "bridge" else ""
 
 
+def describe_eval(cfg) -> str:
+    if cfg.engine != "bridge":
+        return ""
+    from .eval.backends import describe_gpu_eval
+
+    return describe_gpu_eval(cfg)
+
+
 def describe_import(cfg) -> str:
     return f"# would import {cfg.model.hf_path} -> {_bridge().run_paths(cfg)['pretrained']}\n"
 
@@ -109,7 +122,7 @@ def describe_import(cfg) -> str:
 # name: (run, help, check before a dry run, extra text of a dry run)
 RECIPE_COMMANDS = {
     "sft": (run_sft, "fine-tune with the recipe's objective", None, describe_sft),
-    "eval": (run_eval, "evaluate the recipe's fine-tuned model", None, None),
+    "eval": (run_eval, "evaluate the recipe's fine-tuned model", None, describe_eval),
     "import": (run_import, "convert the recipe's Hugging Face backbone to Megatron", check_import, describe_import),
     "probe": (run_probe, "place the base model on the continuum and recommend an objective", None, None),
     "continuum": (run_continuum, "run the CPU capability-continuum experiment", None, None),

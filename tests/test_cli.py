@@ -100,3 +100,19 @@ def test_compare_command(tmp_path, capsys):
     assert (tmp_path / "cmp" / "comparison.png").exists() and (tmp_path / "cmp" / "comparison.csv").exists()
     assert main(["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "cmp")]) == 2
     assert "no summary.json" in capsys.readouterr().err
+
+
+def test_gpu_eval_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    recipe = str(ROOT / "recipes" / "qwen2.5-math-7b_math.yaml")
+    assert main(["eval", "--config", recipe, f"checkpoint.dir={tmp_path}/run"]) == 2
+    assert "no Megatron checkpoint (iter_* folder)" in capsys.readouterr().err
+    (tmp_path / "run" / "checkpoints" / "iter_0000010").mkdir(parents=True)
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'HuggingFaceH4/MATH-500' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    assert main(["eval", "--config", recipe, f"checkpoint.dir={tmp_path}/run"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the benchmarks from the Hugging Face hub" in err and err.count("\n") == 1

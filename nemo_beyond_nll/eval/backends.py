@@ -209,11 +209,18 @@ def run_gpu_eval(cfg) -> int:
     from .benchmarks import load_benchmarks
 
     _check_eval_config(cfg)
-    try:  # before the export and the model load, so that a wrong name or file costs no GPU time
+    try:  # before the export and the model load, so that a missing piece costs no GPU time
+        latest_checkpoint(run_paths(cfg)["checkpoints"])
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    try:
         benchmarks = load_benchmarks(list(cfg.eval.benchmarks), files=dict(cfg.eval.benchmark_files),
                                      directory=cfg.eval.benchmark_dir, num_samples=cfg.eval.num_samples)
     except ValueError as err:
         raise ConfigError(f"eval: {err}") from None
+    except OSError as err:  # the hub is unreachable (datasets raises ConnectionError)
+        raise ConfigError(f"eval: cannot load the benchmarks from the Hugging Face hub "
+                          f"({str(err).splitlines()[0]}); set eval.benchmark_dir to local copies") from None
     objective = objective_from_config(cfg)
     model_dir = export_hf_checkpoint(cfg)
     generate = vllm_generate(model_dir, tensor_parallel=cfg.model.tensor_parallel,
