@@ -12,7 +12,8 @@ NEMO = [
     "nv_one_logger_training_telemetry",
     "nv_one_logger_pytorch_lightning_integration",
 ]
-TEST = ["pytest>=8", "hypothesis>=6"]
+# triton runs the kernel tests on CPU through its interpreter (TRITON_INTERPRET=1).
+TEST = ["pytest>=8", "hypothesis>=6", "triton==3.9.0"]
 
 setup(
     name="nemo_beyond_nll",
