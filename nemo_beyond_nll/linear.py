@@ -2,20 +2,24 @@
 
 `vocab_parallel_linear_objective(hidden, weight_shard, target, objective)` equals
 `vocab_parallel_objective(hidden @ weight_shard.T, target, objective)` but never holds more than one
-chunk of tokens' logits:
+block of logits, [all tokens, chunk_vocab columns]:
 
-1. forward: for each chunk of tokens, logits = hidden_chunk @ weight.T, reduced at once to this
-   rank's per-row (max, sum-exp, target logit) and dropped; after the last chunk, the same single
-   all-gather and merge as the unfused path give loss, prob, kept and the weight w(p);
-2. backward: for each chunk, the logits are computed again, turned in place into
-   upstream * w(p) * (softmax - onehot), and multiplied into grad_hidden (chunk rows) and
-   grad_weight (accumulated over chunks).
+1. forward: for each block of the vocabulary, logits = hidden @ weight[block].T, reduced at once to
+   per-row (max, sum-exp, target logit) and dropped; the blocks' triples combine into this rank's
+   triple, and the same single all-gather and merge as the unfused path give loss, prob, kept and w(p);
+2. backward: for each block, the logits are computed again and turned in place into
+   upstream * w(p) * (softmax - onehot); grad_weight[block] is one matmul with all tokens (written
+   once, as in the unfused path) and grad_hidden accumulates over blocks.
+
+Why blocks of the vocabulary rather than chunks of tokens: the weight [V_local, H] is much larger
+than the hidden states [N, H] of one micro-batch. Token chunks re-read the whole weight, and
+read-modify-write the whole weight gradient, once per chunk; on CPU at N=2048, H=1024, V=131072 that
+made the fused step 1.85x the unfused one, against 1.3x with vocabulary blocks.
 
 Why recompute in backward rather than compute the gradients during forward: the loss is per token
 and its upstream gradient (Megatron's loss mask / token count, any weighting) is only known in
-backward. grad_hidden could be scaled per row afterwards, but grad_weight sums over tokens with
-different upstream factors, so it needs the chunk's logits again; one extra matmul is the price of
-not storing them.
+backward; grad_weight sums over tokens with different upstream factors, so it needs the logits
+again. One extra matmul is the price of not storing them.
 
 With tensor parallelism the hidden states are replicated and each rank's grad_hidden is a partial
 sum over its vocabulary slice; `reduce_hidden_grad` all-reduces it over the group, as Megatron's
@@ -34,15 +38,26 @@ from torch import Tensor
 from .objectives import get_objective
 from .vocab_parallel import ObjectiveOutput, _group_rank_and_size, _VocabParallelObjective, resolve_backend
 
-# Default chunk: as many tokens as make about this many bytes of logits, but never fewer than
-# MIN_CHUNK_TOKENS, below which the matmul re-reads the whole weight for too little work.
+# Default block: as many vocabulary columns as make about this many bytes of logits, but never
+# fewer than MIN_CHUNK_VOCAB, below which the matmuls get too thin to run at full speed.
 LOGITS_CHUNK_BYTES = 64 << 20
-MIN_CHUNK_TOKENS = 64
+MIN_CHUNK_VOCAB = 256
 
 
-def default_chunk_tokens(v_local: int, dtype: torch.dtype) -> int:
+def default_chunk_vocab(n_tokens: int, dtype: torch.dtype) -> int:
     element = torch.empty((), dtype=dtype).element_size()
-    return max(MIN_CHUNK_TOKENS, LOGITS_CHUNK_BYTES // max(v_local * element, 1))
+    return max(MIN_CHUNK_VOCAB, LOGITS_CHUNK_BYTES // max(n_tokens * element, 1))
+
+
+def _blocks(v_local: int, chunk: int):
+    for start in range(0, v_local, chunk):
+        yield start, min(start + chunk, v_local)
+
+
+def _block_targets(local_target: Tensor, owned: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
+    """The target's column inside vocabulary block [start, stop), and which rows own it there."""
+    in_block = owned & (local_target >= start) & (local_target < stop)
+    return torch.where(in_block, local_target - start, 0), in_block
 
 
 class _VocabParallelLinearObjective(torch.autograd.Function):
@@ -50,14 +65,16 @@ class _VocabParallelLinearObjective(torch.autograd.Function):
     def forward(ctx, hidden, weight, target, objective, group, ignore_index, check_targets, chunk,
                 reduce_hidden_grad, backend):
         steps = _VocabParallelObjective
-        n, v_local = hidden.shape[0], weight.shape[0]
-        valid, local_target, owned = steps.localize_targets(target, group, v_local, ignore_index, check_targets)
-        stats_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-        stats = torch.empty(3, n, dtype=stats_dtype, device=hidden.device)
-        for start in range(0, n, chunk):
-            rows = slice(start, min(start + chunk, n))
-            logits = hidden[rows] @ weight.t()
-            stats[:, rows] = steps.local_row_stats(logits, local_target[rows], owned[rows], backend)
+        valid, local_target, owned = steps.localize_targets(
+            target, group, weight.shape[0], ignore_index, check_targets
+        )
+        block_stats = []
+        for start, stop in _blocks(weight.shape[0], chunk):
+            logits = hidden @ weight[start:stop].t()
+            block_target, in_block = _block_targets(local_target, owned, start, stop)
+            block_stats.append(steps.local_row_stats(logits, block_target, in_block, backend))
+            del logits
+        stats = steps.combine_row_stats(torch.stack(block_stats))
         lse, target_logit = steps.merge_row_stats(steps.gather_row_stats(stats, group))
         loss, prob, kept, token_weight = steps.token_outputs(objective, valid, lse, target_logit)
 
@@ -72,23 +89,29 @@ class _VocabParallelLinearObjective(torch.autograd.Function):
         hidden, weight, local_target, owned, lse, token_weight = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         scale = grad_loss.to(token_weight.dtype) * token_weight
-        grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        # Accumulated in the weight's dtype (one rounding per chunk for bf16), as a second
-        # fp32 weight-sized buffer would cost more memory than the logits this path saves.
-        grad_weight = torch.zeros_like(weight) if need_weight else None
-        n = hidden.shape[0]
-        for start in range(0, n, ctx.chunk):
-            rows = slice(start, min(start + ctx.chunk, n))
-            grad_logits = hidden[rows] @ weight.t()
+        grad_weight = torch.empty_like(weight) if need_weight else None
+        # grad_hidden sums one product per block: in fp32 for bf16/fp16, so that it is rounded once.
+        acc_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        grad_hidden = torch.zeros(hidden.shape, dtype=acc_dtype, device=hidden.device) if need_hidden else None
+        for start, stop in _blocks(weight.shape[0], ctx.chunk):
+            block_weight = weight[start:stop]
+            grad_logits = hidden @ block_weight.t()
+            block_target, in_block = _block_targets(local_target, owned, start, stop)
             _VocabParallelObjective.write_gradient(
-                grad_logits, grad_logits, lse[rows], scale[rows], local_target[rows], owned[rows], ctx.backend
+                grad_logits, grad_logits, lse, scale, block_target, in_block, ctx.backend
             )
-            if need_hidden:
-                torch.mm(grad_logits, weight, out=grad_hidden[rows])
             if need_weight:
-                grad_weight.addmm_(grad_logits.t(), hidden[rows])
-        if need_hidden and ctx.reduce_hidden_grad and _group_rank_and_size(ctx.group)[1] > 1:
-            dist.all_reduce(grad_hidden, group=ctx.group)
+                torch.mm(grad_logits.t(), hidden, out=grad_weight[start:stop])
+            if need_hidden:
+                if grad_hidden.dtype == grad_logits.dtype:
+                    grad_hidden.addmm_(grad_logits, block_weight)
+                else:
+                    grad_hidden += grad_logits @ block_weight
+            del grad_logits
+        if need_hidden:
+            grad_hidden = grad_hidden.to(hidden.dtype)
+            if ctx.reduce_hidden_grad and _group_rank_and_size(ctx.group)[1] > 1:
+                dist.all_reduce(grad_hidden, group=ctx.group)
         return grad_hidden, grad_weight, None, None, None, None, None, None, None, None
 
 
@@ -99,7 +122,7 @@ def vocab_parallel_linear_objective(
     objective,
     *,
     tp_group=None,
-    chunk_tokens: Optional[int] = None,
+    chunk_vocab: Optional[int] = None,
     ignore_index: int = -100,
     check_targets: bool = True,
     reduce_hidden_grad: bool = True,
@@ -114,8 +137,9 @@ def vocab_parallel_linear_objective(
         target: ``[...]`` global token ids.
         objective: an :class:`Objective` or a name accepted by :func:`get_objective`.
         tp_group: the tensor-parallel process group the vocabulary is split over.
-        chunk_tokens: tokens whose logits exist at once; default about 64 MiB of logits, at
-            least 64 tokens. Larger chunks mean fewer, bigger matmuls and more memory.
+        chunk_vocab: vocabulary columns whose logits (for all tokens) exist at once; default:
+            about 64 MiB of logits, at least 256 columns. Larger blocks mean fewer, bigger
+            matmuls and more memory.
         ignore_index, check_targets, backend: as for :func:`vocab_parallel_objective`.
         reduce_hidden_grad: all-reduce the hidden states' gradient over ``tp_group`` (each rank
             holds only its vocabulary slice's share). Turn it off only when the caller reduces it,
@@ -140,12 +164,12 @@ def vocab_parallel_linear_objective(
             f"hidden and weight_shard must share one floating dtype, got {hidden.dtype} and {weight_shard.dtype}"
         )
     v_local = weight_shard.shape[0]
-    if chunk_tokens is None:
-        chunk_tokens = default_chunk_tokens(v_local, hidden.dtype)
-    if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
-        raise ValueError(f"chunk_tokens must be a positive integer, got {chunk_tokens!r}")
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-    # The backend is chosen for the chunk logits, which are contiguous and on hidden's device.
+    if chunk_vocab is None:
+        chunk_vocab = default_chunk_vocab(flat_hidden.shape[0], hidden.dtype)
+    if isinstance(chunk_vocab, bool) or not isinstance(chunk_vocab, int) or chunk_vocab < 1:
+        raise ValueError(f"chunk_vocab must be a positive integer, got {chunk_vocab!r}")
+    # The backend is chosen for the block logits, which are contiguous and on hidden's device.
     probe = torch.empty(0, v_local, dtype=hidden.dtype, device=hidden.device)
     loss, prob, kept = _VocabParallelLinearObjective.apply(
         flat_hidden,
@@ -155,7 +179,7 @@ def vocab_parallel_linear_objective(
         tp_group,
         ignore_index,
         check_targets,
-        chunk_tokens,
+        chunk_vocab,
         reduce_hidden_grad,
         resolve_backend(probe, backend),
     )

@@ -161,12 +161,18 @@ class _VocabParallelObjective(torch.autograd.Function):
         return out.view(world, 3, -1)
 
     @staticmethod
+    def combine_row_stats(stacked: Tensor) -> Tensor:
+        """[k, 3, N] triples of k disjoint vocabulary parts (ranks' shards, blocks) -> [3, N] of their union."""
+        row_max, sum_exp, target_logit = stacked.unbind(1)
+        union_max = row_max.amax(dim=0)
+        total = (sum_exp * torch.exp(row_max - union_max)).sum(dim=0)
+        return torch.stack((union_max, total, target_logit.sum(dim=0)))
+
+    @staticmethod
     def merge_row_stats(gathered: Tensor) -> tuple[Tensor, Tensor]:
         """Global log-sum-exp and target logit per row, merged the same way on every rank."""
-        row_max, sum_exp, target_logit = gathered.unbind(1)
-        global_max = row_max.amax(dim=0)
-        total = (sum_exp * torch.exp(row_max - global_max)).sum(dim=0)
-        return global_max + torch.log(total), target_logit.sum(dim=0)
+        row_max, total, target_logit = _VocabParallelObjective.combine_row_stats(gathered)
+        return row_max + torch.log(total), target_logit
 
     @staticmethod
     def write_gradient(

@@ -75,7 +75,7 @@ def main():
             shard_h = hidden64.to(dtype).clone().requires_grad_()
             shard_w = weight64[rows].to(dtype).clone().requires_grad_()
             collectives.clear()
-            out = vocab_parallel_linear_objective(shard_h, shard_w, target, name, tp_group=group, chunk_tokens=4)
+            out = vocab_parallel_linear_objective(shard_h, shard_w, target, name, tp_group=group, chunk_vocab=4)
             if collectives != ["all_gather"]:
                 fail(f"{what}: forward made collectives {collectives}, expected one all-gather")
             collectives.clear()

@@ -5,7 +5,7 @@ import torch
 
 from nemo_beyond_nll import get_objective, vocab_parallel_linear_objective, vocab_parallel_objective
 from nemo_beyond_nll import triton_kernels
-from nemo_beyond_nll.linear import default_chunk_tokens
+from nemo_beyond_nll.linear import default_chunk_vocab
 
 OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft"]
 TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.bfloat16: (2e-2, 2e-2)}
@@ -49,17 +49,17 @@ def assert_equal_paths(a, b, dtype):
 def test_fused_equals_unfused(name, dtype):
     inputs = make_inputs(dtype=dtype)
     ref = unfused(*inputs[:3], name, inputs[3])
-    out = fused(*inputs[:3], name, inputs[3], chunk_tokens=4)  # 13 tokens: chunks of 4, 4, 4, 1
+    out = fused(*inputs[:3], name, inputs[3], chunk_vocab=8)  # 29 ids: blocks of 8, 8, 8, 5
     assert_equal_paths(out, ref, dtype)
     if get_objective(name).is_thresholded:
         kept = out[0].kept[inputs[2] != -100]
         assert kept.any() and not kept.all(), "threshold should split the tokens"
 
 
-@pytest.mark.parametrize("chunk", [1, 5, 13, 100])
-def test_chunk_size_does_not_change_the_result(chunk):
+@pytest.mark.parametrize("chunk", [1, 5, 29, 100])
+def test_block_size_does_not_change_the_result(chunk):
     inputs = make_inputs()
-    assert_equal_paths(fused(*inputs[:3], "neg_p", inputs[3], chunk_tokens=chunk),
+    assert_equal_paths(fused(*inputs[:3], "neg_p", inputs[3], chunk_vocab=chunk),
                        unfused(*inputs[:3], "neg_p", inputs[3]), torch.float64)
 
 
@@ -68,7 +68,7 @@ def test_gradcheck_fp64():
     hidden.requires_grad_()
     weight.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda h, w: vocab_parallel_linear_objective(h, w, target, "GeneralFamily-2", chunk_tokens=2).loss,
+        lambda h, w: vocab_parallel_linear_objective(h, w, target, "GeneralFamily-2", chunk_vocab=3).loss,
         (hidden, weight),
     )
 
@@ -86,7 +86,7 @@ def test_batch_shapes_and_ignore_index():
 def test_no_logits_sized_tensor_is_saved():
     n, h, v = 64, 4, 256
     hidden, weight = torch.randn(n, h, requires_grad=True), torch.randn(v, h, requires_grad=True)
-    out = vocab_parallel_linear_objective(hidden, weight, torch.randint(0, v, (n,)), "neg_p", chunk_tokens=8)
+    out = vocab_parallel_linear_objective(hidden, weight, torch.randint(0, v, (n,)), "neg_p", chunk_vocab=32)
     node = out.loss.grad_fn
     while not hasattr(node, "saved_tensors"):
         node = node.next_functions[0][0]
@@ -106,15 +106,15 @@ def test_triton_backend_inside_the_fused_path(monkeypatch):
     monkeypatch.setattr(triton_kernels, "write_gradient", lambda *a, **k: calls.append(1) or original(*a, **k))
     inputs = make_inputs(n=6, v=21, dtype=torch.float32)
     ref = unfused(*inputs[:3], "neg_p", inputs[3], backend="torch")
-    out = fused(*inputs[:3], "neg_p", inputs[3], chunk_tokens=4, backend="triton")
+    out = fused(*inputs[:3], "neg_p", inputs[3], chunk_vocab=8, backend="triton")
     assert_equal_paths(out, ref, torch.float32)
-    assert len(calls) == 2  # one launch per chunk
+    assert len(calls) == 3  # one launch per block of 8, 8, 5 ids
 
 
-def test_default_chunk_scales_with_vocabulary():
-    assert default_chunk_tokens(131072, torch.float32) == 128
-    assert default_chunk_tokens(131072, torch.bfloat16) == 256
-    assert default_chunk_tokens(1 << 22, torch.float32) == 64  # never below the minimum
+def test_default_block_holds_about_64_mib_of_logits():
+    assert default_chunk_vocab(2048, torch.float32) == 8192
+    assert default_chunk_vocab(8192, torch.bfloat16) == 4096
+    assert default_chunk_vocab(1 << 20, torch.float32) == 256  # never below the minimum
 
 
 def test_bad_inputs_raise():
@@ -125,8 +125,8 @@ def test_bad_inputs_raise():
         vocab_parallel_linear_objective(hidden, weight, target[:-1], "nll")
     with pytest.raises(ValueError, match="share one floating dtype"):
         vocab_parallel_linear_objective(hidden.float(), weight, target, "nll")
-    with pytest.raises(ValueError, match="chunk_tokens must be a positive integer"):
-        vocab_parallel_linear_objective(hidden, weight, target, "nll", chunk_tokens=0)
+    with pytest.raises(ValueError, match="chunk_vocab must be a positive integer"):
+        vocab_parallel_linear_objective(hidden, weight, target, "nll", chunk_vocab=0)
     with pytest.raises(ValueError, match="target id 29 is outside"):
         vocab_parallel_linear_objective(hidden, weight, torch.full_like(target, 29), "nll")
 
