@@ -39,14 +39,17 @@ from .objectives import get_objective
 from .vocab_parallel import ObjectiveOutput, _group_rank_and_size, _VocabParallelObjective, resolve_backend
 
 # Default block: as many vocabulary columns as make about this many bytes of logits, but never
-# fewer than MIN_CHUNK_VOCAB, below which the matmuls get too thin to run at full speed.
-LOGITS_CHUNK_BYTES = 64 << 20
+# fewer than MIN_CHUNK_VOCAB, below which the matmuls get too thin to run at full speed. On CPU a
+# block that stays in cache between its matmul and its softmax pass is faster (measured: 16 MiB
+# gave 1.22x the unfused time, 64 MiB 1.31x); on GPU larger blocks mean fewer launches.
+LOGITS_CHUNK_BYTES = {"cuda": 64 << 20, "cpu": 16 << 20}
 MIN_CHUNK_VOCAB = 256
 
 
-def default_chunk_vocab(n_tokens: int, dtype: torch.dtype) -> int:
+def default_chunk_vocab(n_tokens: int, dtype: torch.dtype, device=torch.device("cpu")) -> int:
+    budget = LOGITS_CHUNK_BYTES.get(torch.device(device).type, LOGITS_CHUNK_BYTES["cuda"])
     element = torch.empty((), dtype=dtype).element_size()
-    return max(MIN_CHUNK_VOCAB, LOGITS_CHUNK_BYTES // max(n_tokens * element, 1))
+    return max(MIN_CHUNK_VOCAB, budget // max(n_tokens * element, 1))
 
 
 def _blocks(v_local: int, chunk: int):
@@ -138,8 +141,8 @@ def vocab_parallel_linear_objective(
         objective: an :class:`Objective` or a name accepted by :func:`get_objective`.
         tp_group: the tensor-parallel process group the vocabulary is split over.
         chunk_vocab: vocabulary columns whose logits (for all tokens) exist at once; default:
-            about 64 MiB of logits, at least 256 columns. Larger blocks mean fewer, bigger
-            matmuls and more memory.
+            about 64 MiB of logits on GPU, 16 MiB on CPU, at least 256 columns. Larger blocks
+            mean fewer, bigger matmuls and more memory.
         ignore_index, check_targets, backend: as for :func:`vocab_parallel_objective`.
         reduce_hidden_grad: all-reduce the hidden states' gradient over ``tp_group`` (each rank
             holds only its vocabulary slice's share). Turn it off only when the caller reduces it,
@@ -166,7 +169,7 @@ def vocab_parallel_linear_objective(
     v_local = weight_shard.shape[0]
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     if chunk_vocab is None:
-        chunk_vocab = default_chunk_vocab(flat_hidden.shape[0], hidden.dtype)
+        chunk_vocab = default_chunk_vocab(flat_hidden.shape[0], hidden.dtype, hidden.device)
     if isinstance(chunk_vocab, bool) or not isinstance(chunk_vocab, int) or chunk_vocab < 1:
         raise ValueError(f"chunk_vocab must be a positive integer, got {chunk_vocab!r}")
     # The backend is chosen for the block logits, which are contiguous and on hidden's device.

@@ -111,10 +111,10 @@ def test_triton_backend_inside_the_fused_path(monkeypatch):
     assert len(calls) == 3  # one launch per block of 8, 8, 5 ids
 
 
-def test_default_block_holds_about_64_mib_of_logits():
-    assert default_chunk_vocab(2048, torch.float32) == 8192
-    assert default_chunk_vocab(8192, torch.bfloat16) == 4096
-    assert default_chunk_vocab(1 << 20, torch.float32) == 256  # never below the minimum
+def test_default_block_size():
+    assert default_chunk_vocab(2048, torch.float32, "cpu") == 2048  # 16 MiB on CPU
+    assert default_chunk_vocab(8192, torch.bfloat16, "cuda") == 4096  # 64 MiB on GPU
+    assert default_chunk_vocab(1 << 20, torch.float32, "cpu") == 256  # never below the minimum
 
 
 def test_bad_inputs_raise():
