@@ -104,7 +104,8 @@ def test_triton_backend_inside_the_fused_path(monkeypatch):
     calls = []
     original = triton_kernels.write_gradient
     monkeypatch.setattr(triton_kernels, "write_gradient", lambda *a, **k: calls.append(1) or original(*a, **k))
-    inputs = make_inputs(n=6, v=21, dtype=torch.float32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # without a GPU: the interpreter (conftest)
+    inputs = [t.to(device) for t in make_inputs(n=6, v=21, dtype=torch.float32)]
     ref = unfused(*inputs[:3], "neg_p", inputs[3], backend="torch")
     out = fused(*inputs[:3], "neg_p", inputs[3], chunk_vocab=8, backend="triton")
     assert_equal_paths(out, ref, torch.float32)
