@@ -13,12 +13,17 @@ Layout (Megatron's): rank r of the tensor-parallel group holds logits for token 
 Only per-row scalars are kept between forward and backward besides the logits themselves; the
 fp32 softmax math runs over row chunks, so bf16 logits never get a full fp32 copy.
 
+Both passes have two backends with the same results: torch (chunked tensor ops, any device) and
+Triton (`triton_kernels`, one program per row), used by default for CUDA logits when triton imports.
+
 Nothing here knows about Megatron; the group is any torch.distributed process group.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -67,6 +72,43 @@ def _chunk_rows(v_local: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(v_local, 1))
 
 
+BACKENDS = ("torch", "triton")
+BACKEND_ENV = "NEMO_BEYOND_NLL_BACKEND"
+
+
+@lru_cache(maxsize=None)
+def triton_available() -> bool:
+    try:
+        from . import triton_kernels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(logits: Tensor, backend: Optional[str] = None) -> str:
+    """The backend that runs the two passes: `backend`, else $NEMO_BEYOND_NLL_BACKEND, else
+    "triton" for CUDA logits with a contiguous last dimension when triton imports, else "torch"."""
+    backend = backend or os.environ.get(BACKEND_ENV) or None
+    if backend is None:
+        fits = logits.is_cuda and logits.stride(-1) == 1
+        return "triton" if fits and triton_available() else "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "triton":
+        if not triton_available():
+            raise ValueError("backend='triton' needs the triton package, which does not import here")
+        from . import triton_kernels
+
+        if not logits.is_cuda and not triton_kernels.INTERPRETED:
+            raise ValueError(
+                "backend='triton' needs CUDA logits, or TRITON_INTERPRET=1 set before triton_kernels "
+                "is imported for CPU tensors"
+            )
+        if logits.stride(-1) != 1:
+            raise ValueError("backend='triton' needs logits whose last dimension is contiguous")
+    return backend
+
+
 class _VocabParallelObjective(torch.autograd.Function):
     """Steps are named static helpers, so each can be read (and tested) on its own."""
 
@@ -81,11 +123,15 @@ class _VocabParallelObjective(torch.autograd.Function):
             )
 
     @staticmethod
-    def local_row_stats(logits: Tensor, local_target: Tensor, owned: Tensor) -> Tensor:
+    def local_row_stats(logits: Tensor, local_target: Tensor, owned: Tensor, backend: str = "torch") -> Tensor:
         """[3, N] in the compute dtype: this rank's row max, sum of exp(z - max), target logit.
 
         A row that is all -inf on this rank gets max 0 and sum 0, so it drops out of the merge.
         """
+        if backend == "triton":
+            from . import triton_kernels
+
+            return triton_kernels.row_stats(logits, local_target, owned)
         n, v_local = logits.shape
         dtype = _compute_dtype(logits)
         stats = torch.empty(3, n, dtype=dtype, device=logits.device)
@@ -115,18 +161,34 @@ class _VocabParallelObjective(torch.autograd.Function):
         return out.view(world, 3, -1)
 
     @staticmethod
+    def combine_row_stats(stacked: Tensor) -> Tensor:
+        """[k, 3, N] triples of k disjoint vocabulary parts (ranks' shards, blocks) -> [3, N] of their union."""
+        row_max, sum_exp, target_logit = stacked.unbind(1)
+        union_max = row_max.amax(dim=0)
+        total = (sum_exp * torch.exp(row_max - union_max)).sum(dim=0)
+        return torch.stack((union_max, total, target_logit.sum(dim=0)))
+
+    @staticmethod
     def merge_row_stats(gathered: Tensor) -> tuple[Tensor, Tensor]:
         """Global log-sum-exp and target logit per row, merged the same way on every rank."""
-        row_max, sum_exp, target_logit = gathered.unbind(1)
-        global_max = row_max.amax(dim=0)
-        total = (sum_exp * torch.exp(row_max - global_max)).sum(dim=0)
-        return global_max + torch.log(total), target_logit.sum(dim=0)
+        row_max, total, target_logit = _VocabParallelObjective.combine_row_stats(gathered)
+        return row_max + torch.log(total), target_logit
 
     @staticmethod
     def write_gradient(
-        logits: Tensor, grad: Tensor, lse: Tensor, scale: Tensor, local_target: Tensor, owned: Tensor
+        logits: Tensor,
+        grad: Tensor,
+        lse: Tensor,
+        scale: Tensor,
+        local_target: Tensor,
+        owned: Tensor,
+        backend: str = "torch",
     ) -> None:
         """grad = scale * (softmax - onehot), chunk by chunk; `grad` may be `logits` itself."""
+        if backend == "triton":
+            from . import triton_kernels
+
+            return triton_kernels.write_gradient(logits, grad, lse, scale, local_target, owned)
         n, v_local = logits.shape
         dtype = _compute_dtype(logits)
         step = _chunk_rows(v_local)
@@ -143,20 +205,22 @@ class _VocabParallelObjective(torch.autograd.Function):
                 grad[rows].copy_(buf)
 
     @staticmethod
-    def forward(ctx, logits, target, objective, group, ignore_index, check_targets, inplace_backward):
+    def localize_targets(target, group, v_local, ignore_index, check_targets) -> tuple[Tensor, Tensor, Tensor]:
+        """(valid, local_target, owned): which tokens count, and this rank's column of the target.
+
+        local_target is 0 where this rank does not own the target, so it can always index a row.
+        """
         rank, world = _group_rank_and_size(group)
-        n, v_local = logits.shape
         valid = target != ignore_index
         if check_targets:
             _VocabParallelObjective.check_targets(target, valid, v_local * world, ignore_index)
         local_target = target - rank * v_local
         owned = valid & (local_target >= 0) & (local_target < v_local)
-        local_target = torch.where(owned, local_target, 0)
+        return valid, torch.where(owned, local_target, 0), owned
 
-        stats = _VocabParallelObjective.local_row_stats(logits, local_target, owned)
-        gathered = _VocabParallelObjective.gather_row_stats(stats, group)
-        lse, target_logit = _VocabParallelObjective.merge_row_stats(gathered)
-
+    @staticmethod
+    def token_outputs(objective: Objective, valid: Tensor, lse: Tensor, target_logit: Tensor):
+        """(loss, prob, kept, weight) per token from the merged row stats; weight is w(p) on kept tokens."""
         logprob = torch.where(valid, target_logit - lse, 0.0)
         prob = torch.where(valid, logprob.exp(), 0.0)
         kept = valid
@@ -165,9 +229,21 @@ class _VocabParallelObjective(torch.autograd.Function):
             kept = kept & threshold_mask
         loss = torch.where(kept, objective.value(logprob), 0.0)
         weight = torch.where(kept, objective.weight(logprob), 0.0)
+        return loss, prob, kept, weight
+
+    @staticmethod
+    def forward(ctx, logits, target, objective, group, ignore_index, check_targets, inplace_backward, backend):
+        steps = _VocabParallelObjective
+        valid, local_target, owned = steps.localize_targets(
+            target, group, logits.shape[1], ignore_index, check_targets
+        )
+        stats = steps.local_row_stats(logits, local_target, owned, backend)
+        lse, target_logit = steps.merge_row_stats(steps.gather_row_stats(stats, group))
+        loss, prob, kept, weight = steps.token_outputs(objective, valid, lse, target_logit)
 
         ctx.save_for_backward(logits, local_target, owned, lse, weight)
         ctx.inplace_backward = inplace_backward
+        ctx.backend = backend
         ctx.backward_done = False
         ctx.mark_non_differentiable(prob, kept)
         return loss, prob, kept
@@ -182,9 +258,9 @@ class _VocabParallelObjective(torch.autograd.Function):
         logits, local_target, owned, lse, weight = ctx.saved_tensors
         grad = logits if ctx.inplace_backward else torch.empty_like(logits)
         scale = grad_loss.to(weight.dtype) * weight
-        _VocabParallelObjective.write_gradient(logits, grad, lse, scale, local_target, owned)
+        _VocabParallelObjective.write_gradient(logits, grad, lse, scale, local_target, owned, ctx.backend)
         ctx.backward_done = True
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
 
 
 def vocab_parallel_objective(
@@ -196,6 +272,7 @@ def vocab_parallel_objective(
     ignore_index: int = -100,
     check_targets: bool = True,
     inplace_backward: Optional[bool] = None,
+    backend: Optional[str] = None,
 ) -> ObjectiveOutput:
     """Per-token probability objective over this rank's vocabulary slice.
 
@@ -210,6 +287,9 @@ def vocab_parallel_objective(
         inplace_backward: write the gradient into the logits' storage (no extra logits-sized buffer;
             the logits are unusable after backward, and backward can run only once). Default: True
             except for fp64, which is kept for gradcheck.
+        backend: "torch" or "triton" for the two passes over the logits; default: the environment
+            variable NEMO_BEYOND_NLL_BACKEND, else "triton" for CUDA logits when triton imports.
+            Both give the same results up to float rounding.
 
     Returns:
         :class:`ObjectiveOutput` with ``loss``, ``prob`` and ``kept`` shaped like ``target``,
@@ -226,14 +306,16 @@ def vocab_parallel_objective(
     if inplace_backward is None:
         inplace_backward = logits.dtype != torch.float64
     v_local = logits.shape[-1]
+    flat_logits = logits.reshape(-1, v_local)
     loss, prob, kept = _VocabParallelObjective.apply(
-        logits.reshape(-1, v_local),
+        flat_logits,
         target.reshape(-1),
         objective,
         tp_group,
         ignore_index,
         check_targets,
         inplace_backward,
+        resolve_backend(flat_logits, backend),
     )
     shape = target.shape
     return ObjectiveOutput(loss.view(shape), prob.view(shape), kept.view(shape))

@@ -4,8 +4,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).parent
+
+# Triton decides at decoration time whether @triton.jit kernels are interpreted, so the switch must
+# be set before anything imports nemo_beyond_nll.triton_kernels. Without a GPU, the interpreter is
+# the only way the kernels run; torchrun workers inherit it through os.environ.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def run_torchrun(script: str, nproc: int, *args: str, timeout: int = 600) -> str:

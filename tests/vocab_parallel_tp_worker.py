@@ -3,9 +3,17 @@
 For every objective and dtype, each rank takes its slice of the same logits; loss, prob, kept and
 the gradient slice must equal the whole-vocabulary computation, be bitwise equal on all ranks,
 and cost exactly one collective (none in backward). Exits non-zero on the first mismatch.
+
+`vocab_parallel_tp_worker.py triton` runs the shards with the Triton kernels (interpreted on these
+CPU tensors) against the torch backend's whole-vocabulary result.
 """
 
+import os
 import sys
+
+BACKEND = sys.argv[1] if len(sys.argv) > 1 else "torch"
+if BACKEND == "triton":
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: these are CPU tensors
 
 import torch
 import torch.distributed as dist
@@ -50,8 +58,16 @@ def main():
     group = dist.new_group(list(range(world)))
     vp._all_gather_flat = counting(vp._all_gather_flat)
     dist.all_reduce = counting(dist.all_reduce)
+    launches = []
+    if BACKEND == "triton":
+        from nemo_beyond_nll import triton_kernels
 
-    n, v_local = 48, 24
+        triton_kernels.MAX_BLOCK_V = 16  # two blocks per row of 24, the second one partial
+        for name in ("row_stats", "write_gradient"):
+            original = getattr(triton_kernels, name)
+            setattr(triton_kernels, name, lambda *a, _f=original, _n=name, **k: launches.append(_n) or _f(*a, **k))
+
+    n, v_local = (16 if BACKEND == "triton" else 48), 24  # the interpreter is slow: fewer rows
     g = torch.Generator().manual_seed(0)
     full = torch.randn(4, n // 4, v_local * world, generator=g, dtype=torch.float64) * 3
     target = torch.randint(0, v_local * world, (4, n // 4), generator=g)
@@ -64,18 +80,21 @@ def main():
         for name in OBJECTIVES:
             what = f"{name} {dtype} TP={world}"
             whole_in = logits.clone().requires_grad_()
-            whole = vocab_parallel_objective(whole_in * 1, target, name)
+            whole = vocab_parallel_objective(whole_in * 1, target, name, backend="torch")
             (whole.loss * upstream.to(whole.loss.dtype)).sum().backward()
 
             shard_in = logits[..., shard_cols].clone().requires_grad_()
             collectives.clear()
-            out = vocab_parallel_objective(shard_in * 1, target, name, tp_group=group)
+            launches.clear()
+            out = vocab_parallel_objective(shard_in * 1, target, name, tp_group=group, backend=BACKEND)
             if collectives != ["all_gather_single"] and collectives != ["all_gather_into_tensor"]:
                 fail(f"{what}: forward made collectives {collectives}, expected one all-gather")
             collectives.clear()
             (out.loss * upstream.to(out.loss.dtype)).sum().backward()
             if collectives:
                 fail(f"{what}: backward made collectives {collectives}")
+            if BACKEND == "triton" and launches != ["row_stats", "write_gradient"]:
+                fail(f"{what}: Triton kernels launched {launches}")
 
             check(out.loss, whole.loss, f"{what} loss", dtype)
             check(out.prob, whole.prob, f"{what} prob", dtype)
@@ -98,7 +117,8 @@ def main():
     except ValueError as err:
         if f"[0, {v_local * world})" not in str(err):
             fail(f"unexpected error {err}")
-    print(f"rank {rank}: TP={world} equals the whole vocabulary for {len(OBJECTIVES)} objectives x 3 dtypes")
+    print(f"rank {rank}: TP={world} equals the whole vocabulary for {len(OBJECTIVES)} objectives x 3 dtypes, "
+          f"backend {BACKEND}")
     dist.barrier()
     dist.destroy_process_group()  # an exit without it can abort in gloo's teardown
 

@@ -4,6 +4,9 @@
 logits into the per-token LM loss (the main head and MTP both call it). `install` replaces it on
 each LanguageModule instance, so `forward(..., labels=labels)` returns the objective's per-token
 loss `[b, s]`, and everything above it (Megatron-Bridge's step, pipeline schedules, MTP) runs as is.
+
+`install(..., fusion="linear")` also fuses the output layer into the loss (see `fused_output`), so
+that training with labels never materialises the logits.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from typing import Iterable, Optional, Union
 
 import torch
 
+from ..linear import vocab_parallel_linear_objective
 from ..objectives import Objective, get_objective
 from ..vocab_parallel import ObjectiveOutput, vocab_parallel_objective
+from . import fused_output
 
 _METHOD = "compute_language_model_loss"
+FUSIONS = (None, "linear")
 
 
 def _language_modules(model) -> list:
@@ -38,15 +44,27 @@ def _tp_group(module):
     return parallel_state.get_tensor_model_parallel_group()
 
 
-def _objective_language_model_loss(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Drop-in for LanguageModule.compute_language_model_loss: labels [b, s], logits [s, b, V/tp]."""
-    out = vocab_parallel_objective(
-        logits,
-        labels.transpose(0, 1),
-        self.beyond_nll_objective,
-        tp_group=_tp_group(self),
-        check_targets=self.beyond_nll_check_targets,
-    )
+def _objective_language_model_loss(self, labels: torch.Tensor, logits) -> torch.Tensor:
+    """Drop-in for LanguageModule.compute_language_model_loss: labels [b, s], logits [s, b, V/tp]
+    (or, with fusion="linear", the output layer's input and weight in their place)."""
+    if isinstance(logits, fused_output.OutputLayerInput):
+        out = vocab_parallel_linear_objective(
+            logits.hidden,
+            logits.weight,
+            labels.transpose(0, 1),
+            self.beyond_nll_objective,
+            tp_group=logits.tp_group,
+            check_targets=self.beyond_nll_check_targets,
+            reduce_hidden_grad=False,  # Megatron's input region reduces it (see fused_output)
+        )
+    else:
+        out = vocab_parallel_objective(
+            logits,
+            labels.transpose(0, 1),
+            self.beyond_nll_objective,
+            tp_group=_tp_group(self),
+            check_targets=self.beyond_nll_check_targets,
+        )
     # Kept for the training step's metrics and kept-token reduction, in the labels' [b, s] layout.
     self.beyond_nll_last_output = ObjectiveOutput(
         out.loss.transpose(0, 1), out.prob.transpose(0, 1), out.kept.transpose(0, 1)
@@ -54,18 +72,36 @@ def _objective_language_model_loss(self, labels: torch.Tensor, logits: torch.Ten
     return out.loss.transpose(0, 1).contiguous()
 
 
-def install(model, objective: Union[str, Objective] = "nll", *, check_targets: bool = True, **objective_args):
+def install(
+    model,
+    objective: Union[str, Objective] = "nll",
+    *,
+    check_targets: bool = True,
+    fusion: Optional[str] = None,
+    **objective_args,
+):
     """Compute `objective` in place of cross entropy in every LanguageModule inside `model`.
 
     `model` may be a GPTModel, any wrapper around one (DDP, Float16Module) or a list of model
-    chunks (virtual pipeline stages). Returns the resolved :class:`Objective`.
+    chunks (virtual pipeline stages). `fusion="linear"` also fuses the output layer into the loss
+    whenever labels are given (no logits tensor; same values and gradients). Returns the resolved
+    :class:`Objective`.
     """
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
     resolved = get_objective(objective, **objective_args)
-    for module in _language_modules(model):
+    modules = _language_modules(model)
+    if fusion == "linear":
+        for module in modules:
+            fused_output.check_fusable(module)  # all checks before any change
+    for module in modules:
         module.beyond_nll_objective = resolved
         module.beyond_nll_check_targets = check_targets
         module.beyond_nll_last_output = None
         setattr(module, _METHOD, types.MethodType(_objective_language_model_loss, module))
+        fused_output.disable(module)
+        if fusion == "linear":
+            fused_output.enable(module)
     return resolved
 
 
@@ -73,6 +109,7 @@ def uninstall(model) -> None:
     """Restore Megatron's own cross entropy."""
     for module in _language_modules(model):
         module.__dict__.pop(_METHOD, None)
+        fused_output.disable(module)
         for attr in ("beyond_nll_objective", "beyond_nll_check_targets", "beyond_nll_last_output"):
             module.__dict__.pop(attr, None)
 
