@@ -34,6 +34,7 @@ class TinyModel:
 class ModelSection:
     loss: str = "nll"  # any objective name; see nemo_beyond_nll.objectives
     loss_args: Dict[str, Any] = field(default_factory=dict)
+    loss_fusion: Optional[str] = None  # "linear": fuse the output layer into the loss (no logits tensor)
     hf_path: Optional[str] = None  # Hugging Face id or folder of the backbone (bridge engine)
     pretrained_checkpoint: Optional[str] = None  # Megatron checkpoint imported from hf_path
     tensor_parallel: int = 1
@@ -188,6 +189,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.schedule must be cosine, linear or constant, got {cfg.optim.schedule!r}")
     if len(cfg.optim.betas) != 2:
         raise ConfigError(f"optim.betas must hold two numbers, got {list(cfg.optim.betas)}")
+    if cfg.model.loss_fusion not in (None, "linear"):
+        raise ConfigError(f"model.loss_fusion must be null or linear, got {cfg.model.loss_fusion!r}")
     if cfg.engine == "bridge" and not cfg.model.hf_path:
         raise ConfigError("model.hf_path is required with engine=bridge (the backbone to fine-tune)")
     if cfg.engine == "cpu" and cfg.model.pipeline_parallel != 1:

@@ -198,5 +198,6 @@ def run_sft(cfg) -> int:
         )
     if train_iters(cfg) is None:
         raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
-    finetune(build_config(cfg), ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval))
+    step = ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval, cfg.model.loss_fusion)
+    finetune(build_config(cfg), step)
     return 0

@@ -57,16 +57,17 @@ class ObjectiveForwardStep:
     the capability continuum.
     """
 
-    def __init__(self, objective: Objective, hist_interval: int = 0):
+    def __init__(self, objective: Objective, hist_interval: int = 0, fusion=None):
         self.objective = objective
         self.hist_interval = hist_interval
+        self.fusion = fusion
         self._logged_step = None
 
     def __call__(self, state, data_iterator, model, return_schedule_plan: bool = False):
         from megatron.bridge.training import gpt_step
 
         if installed_objective(model) != self.objective:
-            install(model, self.objective)
+            install(model, self.objective, fusion=self.fusion)
         output, loss_mask = gpt_step._forward_step_common(state, data_iterator, model, return_schedule_plan)
         return output, partial(self.loss, state, model, loss_mask)
 

@@ -69,3 +69,14 @@ def test_threshold_objective_reports_kept_fraction(tmp_path):
     train = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "train"]
     assert 0.0 < train[0]["kept_fraction"] < 1.0
     assert json.loads((run_dir / "summary.json").read_text())["loss"] == "neg_p_threshold"
+
+
+def test_fused_output_layer_from_the_recipe_matches_unfused(tmp_path):
+    losses = {}
+    for fusion in ("null", "linear"):
+        run_dir = tmp_path / fusion
+        cli("sft", "--config", RECIPE, *SMALL, "trainer.max_steps=3", f"checkpoint.dir={run_dir}",
+            "model.loss=neg_p", f"model.loss_fusion={fusion}")
+        losses[fusion] = [r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "train"]
+    assert len(losses["linear"]) == 3
+    assert losses["linear"] == pytest.approx(losses["null"], rel=1e-4)
