@@ -1,15 +1,23 @@
 """Fwd+bwd time and peak memory of the loss over [N, V] logits, against Megatron and the paper.
 
 Compares, in one process and on the same inputs:
-  megatron  Megatron-Core's vocab_parallel_cross_entropy (nll only; the reference for ratios);
-  paper     the paper's formulation: fp32 log_softmax over the whole vocabulary, gather, f(p), autograd;
-  ours      nemo_beyond_nll.vocab_parallel_objective, for every objective.
+  megatron        Megatron-Core's vocab_parallel_cross_entropy (nll only; the reference for ratios);
+  megatron_fused  Megatron-Core's fused_vocab_parallel_cross_entropy (nll only);
+  paper           the paper's formulation: fp32 log_softmax over the whole vocabulary, gather, f(p), autograd;
+  ours            nemo_beyond_nll.vocab_parallel_objective (torch backend), for every objective;
+  ours_triton     the same with the Triton backend (CUDA; or --triton on CPU under TRITON_INTERPRET=1).
+The fused output layer (hidden states and weight in, no logits) has its own script,
+fused_linear_benchmark.py, since its inputs differ.
 
 Memory is the loss's peak: the logits plus the extra memory at the high-water mark of one fwd+bwd
 (VmHWM after resetting it, minus VmRSS before, on CPU; torch.cuda.max_memory_allocated on CUDA).
 
     python benchmarks/loss_benchmark.py                       # N=8192, V=32768, fp32 and bf16
     python benchmarks/loss_benchmark.py --tokens 1024 --vocab 4096 --repeats 2   # quick
+    python benchmarks/loss_benchmark.py --grid          # N in {4096, 16384} x V in {32768, 131072, 151936}
+
+On CUDA it also prints the achieved bandwidth: the two-pass floor moves 3 logits-sized tensors
+(read in forward, read in backward, gradient written), against --peak-gbps (H200: 4800).
 """
 
 from __future__ import annotations
@@ -100,55 +108,86 @@ def time_case(fn, base, target, upstream, repeats, device):
     return statistics.median(times[1:]), max(peaks[1:])
 
 
-def megatron_cross_entropy():
-    """Megatron-Core's vocab_parallel_cross_entropy at TP=1, or None where megatron-core is absent."""
+def megatron_cross_entropies(device) -> dict:
+    """Megatron-Core's unfused and fused cross entropy at TP=1 ({} where megatron-core is absent)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            from megatron.core import parallel_state
+            from megatron.core.fusions.fused_cross_entropy import fused_vocab_parallel_cross_entropy
             from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
-            from nemo_beyond_nll.megatron.cpu import init_megatron_cpu
-            init_megatron_cpu(tensor_parallel=1)
+            if device.type == "cuda":
+                import torch.distributed as dist
+
+                if not dist.is_initialized():
+                    dist.init_process_group("nccl", init_method="tcp://127.0.0.1:29517", rank=0, world_size=1)
+                parallel_state.initialize_model_parallel(1)
+            else:
+                from nemo_beyond_nll.megatron.cpu import init_megatron_cpu
+
+                init_megatron_cpu(tensor_parallel=1)
     except ImportError:
-        return None
-    return vocab_parallel_cross_entropy
+        return {}
+    group = parallel_state.get_tensor_model_parallel_group()
+    return {
+        "megatron": lambda x, t: vocab_parallel_cross_entropy(x, t),
+        # the fused version wants [s, b, V] logits and [s, b] targets
+        "megatron_fused": lambda x, t: fused_vocab_parallel_cross_entropy(x[:, None], t[:, None], group)[:, 0],
+    }
 
 
 def run(args):
     device = torch.device(args.device)
-    megatron_ce = megatron_cross_entropy()
+    references = megatron_cross_entropies(device)
+    triton = args.triton or device.type == "cuda"
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
-        g = torch.Generator().manual_seed(0)
-        base = (torch.randn(args.tokens, args.vocab, generator=g) * 2).to(device=device, dtype=dtype)
-        target = torch.randint(0, args.vocab, (args.tokens,), generator=g).to(device)
-        upstream = torch.rand(args.tokens, generator=g).to(device) / args.tokens
-
-        cases = []
-        if megatron_ce is not None:
-            cases.append(("megatron", "nll", lambda x, t: megatron_ce(x, t)))
-        for name in args.objectives:
-            objective = get_objective(name, **OBJECTIVE_ARGS.get(name, {}))
-            cases.append(("paper", name, lambda x, t, o=objective: paper_loss(x, t, o)))
-            cases.append(("ours", name, lambda x, t, o=objective: vocab_parallel_objective(x, t, o).loss))
-        for method, name, fn in cases:
-            seconds, peak = time_case(fn, base, target, upstream, args.repeats, device)
-            logits_mib = base.numel() * base.element_size() / 2**20
-            rows.append({"dtype": dtype_name, "method": method, "objective": name, "ms": seconds * 1e3,
-                         "extra_mib": peak / 2**20, "peak_mib": logits_mib + peak / 2**20})
-            print(f"  {dtype_name} {method:8s} {name:16s} {seconds * 1e3:9.1f} ms {peak / 2**20:9.1f} MiB",
-                  file=sys.stderr, flush=True)
-        del base
+        for tokens in args.tokens:
+            for vocab in args.vocab:
+                rows += run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton)
     add_ratios(rows)
+    return rows
+
+
+def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton):
+    g = torch.Generator().manual_seed(0)
+    base = (torch.randn(tokens, vocab, generator=g) * 2).to(device=device, dtype=dtype)
+    target = torch.randint(0, vocab, (tokens,), generator=g).to(device)
+    upstream = torch.rand(tokens, generator=g).to(device) / tokens
+
+    cases = [(method, "nll", fn) for method, fn in references.items()]
+    for name in args.objectives:
+        objective = get_objective(name, **OBJECTIVE_ARGS.get(name, {}))
+        cases.append(("paper", name, lambda x, t, o=objective: paper_loss(x, t, o)))
+        cases.append(("ours", name, lambda x, t, o=objective: vocab_parallel_objective(x, t, o, backend="torch").loss))
+        if triton:
+            cases.append(("ours_triton", name,
+                          lambda x, t, o=objective: vocab_parallel_objective(x, t, o, backend="triton").loss))
+    rows = []
+    logits_bytes = base.numel() * base.element_size()
+    for method, name, fn in cases:
+        seconds, peak = time_case(fn, base, target, upstream, args.repeats, device)
+        row = {"dtype": dtype_name, "tokens": tokens, "vocab": vocab, "method": method, "objective": name,
+               "ms": seconds * 1e3, "extra_mib": peak / 2**20, "peak_mib": (logits_bytes + peak) / 2**20}
+        if device.type == "cuda":  # the two-pass floor: read, read, write one logits-sized tensor each
+            row["gbps"] = 3 * logits_bytes / seconds / 1e9
+            row["of_peak"] = row["gbps"] / args.peak_gbps
+        rows.append(row)
+        print(f"  {dtype_name} N={tokens} V={vocab} {method:14s} {name:16s} {seconds * 1e3:9.1f} ms "
+              f"{peak / 2**20:9.1f} MiB", file=sys.stderr, flush=True)
     return rows
 
 
 def add_ratios(rows):
     """Time and memory as ratios to Megatron's cross entropy (same dtype), and ours to the paper's."""
+    def same_shape(a, b):
+        return (a["dtype"], a["tokens"], a["vocab"]) == (b["dtype"], b["tokens"], b["vocab"])
+
     for row in rows:
-        mega = next((r for r in rows if r["dtype"] == row["dtype"] and r["method"] == "megatron"), None)
-        paper = next((r for r in rows if r["dtype"] == row["dtype"] and r["method"] == "paper"
+        mega = next((r for r in rows if same_shape(r, row) and r["method"] == "megatron"), None)
+        paper = next((r for r in rows if same_shape(r, row) and r["method"] == "paper"
                       and r["objective"] == row["objective"]), None)
         row["time_vs_megatron"] = row["ms"] / mega["ms"] if mega else float("nan")
         row["mem_vs_megatron"] = row["peak_mib"] / mega["peak_mib"] if mega else float("nan")
@@ -157,62 +196,75 @@ def add_ratios(rows):
 
 
 def markdown(rows, title):
+    cuda = "gbps" in rows[0]
     lines = [title, "",
-             "| dtype | method | objective | fwd+bwd ms | extra MiB | peak MiB (logits + extra) | time / Megatron "
-             "| memory / Megatron | paper / ours (time) | paper / ours (memory) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| dtype | N | V | method | objective | fwd+bwd ms | extra MiB | peak MiB (logits + extra) "
+             "| time / Megatron | memory / Megatron | paper / ours (time) | paper / ours (memory) |"
+             + (" GB/s | of peak |" if cuda else ""),
+             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else "")]
     for r in rows:
         paper_cols = (f"{r['speedup_vs_paper']:.2f}x | {r['mem_saving_vs_paper']:.2f}x"
-                      if r["method"] == "ours" else "|")
-        lines.append(f"| {r['dtype']} | {r['method']} | {r['objective']} | {r['ms']:.0f} | {r['extra_mib']:.0f} "
-                     f"| {r['peak_mib']:.0f} "
-                     f"| {r['time_vs_megatron']:.2f} | {r['mem_vs_megatron']:.2f} | {paper_cols} |")
+                      if r["method"].startswith("ours") else "|")
+        bandwidth = f" {r['gbps']:.0f} | {r['of_peak']:.0%} |" if cuda else ""
+        lines.append(f"| {r['dtype']} | {r['tokens']} | {r['vocab']} | {r['method']} | {r['objective']} "
+                     f"| {r['ms']:.1f} | {r['extra_mib']:.0f} | {r['peak_mib']:.0f} "
+                     f"| {r['time_vs_megatron']:.2f} | {r['mem_vs_megatron']:.2f} | {paper_cols} |" + bandwidth)
     return "\n".join(lines)
 
 
+COLORS = {"megatron": "tab:gray", "megatron_fused": "tab:blue", "paper": "tab:orange", "ours": "tab:green",
+          "ours_triton": "tab:olive"}
+
+
 def plot(rows, path):
+    """Time and peak memory of every case, one column of panels per (dtype, shape)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
-    fig, axes = plt.subplots(2, len(dtypes), figsize=(6 * len(dtypes), 7), squeeze=False)
-    for col, dtype in enumerate(dtypes):
-        sub = [r for r in rows if r["dtype"] == dtype]
+    panels = list(dict.fromkeys((r["dtype"], r["tokens"], r["vocab"]) for r in rows))
+    fig, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 7), squeeze=False)
+    for col, key in enumerate(panels):
+        sub = [r for r in rows if (r["dtype"], r["tokens"], r["vocab"]) == key]
         labels = [f"{r['method']}\n{r['objective']}" for r in sub]
-        colors = [{"megatron": "tab:gray", "paper": "tab:orange", "ours": "tab:green"}[r["method"]] for r in sub]
-        for row_i, (key, unit) in enumerate((("ms", "fwd+bwd ms"), ("peak_mib", "peak MiB (logits + extra)"))):
+        for row_i, (field, unit) in enumerate((("ms", "fwd+bwd ms"), ("peak_mib", "peak MiB (logits + extra)"))):
             ax = axes[row_i][col]
-            ax.bar(range(len(sub)), [r[key] for r in sub], color=colors)
+            ax.bar(range(len(sub)), [r[field] for r in sub], color=[COLORS[r["method"]] for r in sub])
             ax.set_xticks(range(len(sub)), labels, rotation=90, fontsize=7)
             ax.set_ylabel(unit)
-            ax.set_title(f"{dtype}: {unit}")
+            ax.set_title(f"{key[0]} N={key[1]} V={key[2]}: {unit}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=8192)
-    parser.add_argument("--vocab", type=int, default=32768, help="vocabulary per rank")
+    parser.add_argument("--tokens", type=int, nargs="+", default=[8192])
+    parser.add_argument("--vocab", type=int, nargs="+", default=[32768], help="vocabulary per rank")
+    parser.add_argument("--grid", action="store_true", help="N in {4096, 16384} x V in {32768, 131072, 151936}")
+    parser.add_argument("--triton", action="store_true", help="also time the Triton backend off CUDA")
+    parser.add_argument("--peak-gbps", type=float, default=4800.0, help="device memory bandwidth (H200: 4800)")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--objectives", nargs="+", default=OBJECTIVES, choices=list(FAMILIES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
+    if args.grid:
+        args.tokens, args.vocab = [4096, 16384], [32768, 131072, 151936]
 
     rows = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"loss_{args.device}_N{args.tokens}_V{args.vocab}"
+    shape = "grid" if len(args.tokens) * len(args.vocab) > 1 else f"N{args.tokens[0]}_V{args.vocab[0]}"
+    stem = args.out / f"loss_{args.device}_{shape}"
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     threads = torch.get_num_threads()
-    title = (f"N={args.tokens}, V={args.vocab}, TP=1, {args.device} ({threads} threads, {os.cpu_count()} cores), "
-             f"torch {torch.__version__}, median of {args.repeats}")
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({threads} threads, {os.cpu_count()} cores)"
+    title = f"TP=1, {device}, torch {torch.__version__}, median of {args.repeats}"
     print(markdown(rows, title))
     try:
         plot(rows, stem.with_suffix(".png"))
