@@ -44,14 +44,16 @@ def causal_mask(seq_len: int) -> torch.Tensor:
 def init_distributed_cpu(timeout_s: int = 600) -> tuple[int, int]:
     """Start (or join) the gloo process group that torchrun describes; (rank, world size).
 
-    Outside torchrun this makes a one-process group, so the same code runs as a plain script.
+    Outside torchrun this makes a one-process group on a free local port, without exporting
+    MASTER_ADDR/MASTER_PORT, so that processes this one starts do not inherit a port it holds.
     """
     if not dist.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        os.environ.setdefault("RANK", "0")
-        os.environ.setdefault("WORLD_SIZE", "1")
-        dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
+            dist.init_process_group("gloo", timeout=timeout)
+        else:
+            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                                    world_size=1, timeout=timeout)
     return dist.get_rank(), dist.get_world_size()
 
 
