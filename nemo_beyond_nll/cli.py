@@ -6,6 +6,7 @@
     nemo-beyond-nll probe --config RECIPE.yaml         (where the base model sits; which objective)
     nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml
     nemo-beyond-nll compare runs/a runs/b [--out DIR]
+    nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR]
 
 Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`,
 `+new.key=value`, `~key`. Errors in the config are one line and exit with code 2.
@@ -14,6 +15,7 @@ Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.thres
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -152,6 +154,35 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from .data import build, hf_chat_template
+
+    options = {k: v for k, v in (("limit", args.limit), ("max_length", args.max_length)) if v is not None}
+    if args.domain == "figfont":
+        options.update(size=args.size, seed=args.seed)
+    if args.tokenizer:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise CLIError("--tokenizer needs the transformers package (pip install transformers)") from None
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        options["tokenizer"] = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+        if args.chat_template:
+            options["chat_template"] = hf_chat_template(tokenizer)
+    elif args.chat_template or args.max_length:
+        raise CLIError("--chat-template and --max-length need --tokenizer (the backbone's Hugging Face id)")
+    out = args.out or f"data/{args.domain}"
+    try:
+        report = build(args.domain, args.source, out, **options)
+    except OSError as err:  # an unreachable hub, a missing file
+        raise CLIError(f"cannot read the {args.domain} source: {str(err).splitlines()[0]}") from None
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "validation", "dropped") if k in report}, indent=2))
+    print(f"wrote {out}/train.jsonl, validation.jsonl and report.json", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
         p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.loss=neg_p")
         p.set_defaults(func=run_recipe_command)
+    p = sub.add_parser("data", help="build a domain's SFT files (prompt/completion JSONL, train/validation)")
+    p.add_argument("domain", choices=["math", "medical", "figfont"])
+    p.add_argument("--source", help="hub id, or a local .jsonl/.json/.parquet file or folder (default: the "
+                                    "domain's dataset; figfont is generated)")
+    p.add_argument("--out", help="output folder (default: data/<domain>, where the recipes read)")
+    p.add_argument("--tokenizer", help="Hugging Face id of the backbone, for the length filter and chat template")
+    p.add_argument("--max-length", type=int, help="drop rows longer than this many tokens")
+    p.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template")
+    p.add_argument("--limit", type=int, help="read at most this many rows")
+    p.add_argument("--size", type=int, default=20000, help="figfont: puzzles to generate")
+    p.add_argument("--seed", type=int, default=0, help="figfont: generator seed")
+    p.set_defaults(func=cmd_data)
     p = sub.add_parser("compare", help="one table of objectives against benchmarks over run directories")
     p.add_argument("run_dirs", nargs="+", help="run directories, each with a summary.json")
     p.add_argument("--out", default="runs/comparison", help="where to write the table and chart")

@@ -116,3 +116,29 @@ def test_gpu_eval_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert main(["eval", "--config", recipe, f"checkpoint.dir={tmp_path}/run"]) == 2
     err = capsys.readouterr().err
     assert "cannot load the benchmarks from the Hugging Face hub" in err and err.count("\n") == 1
+
+
+def test_data_command_builds_a_domain(tmp_path, capsys):
+    assert main(["data", "figfont", "--size", "20", "--seed", "3", "--out", str(tmp_path / "ff")]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert report["kept"] == 20 and report["train"] + report["validation"] == 20
+    rows = [json.loads(line) for line in (tmp_path / "ff" / "train.jsonl").read_text().splitlines()]
+    assert rows and all(r["prompt"] and r["completion"] for r in rows)
+
+
+def test_data_command_reads_a_local_file_and_counts_bad_rows(tmp_path, capsys):
+    source = tmp_path / "numina.jsonl"
+    source.write_text(json.dumps({"problem": "1+1?", "solution": "It is \\\\boxed{2}."}) + "\n"
+                      + json.dumps({"problem": "2+2?", "solution": "no box here"}) + "\n" + "{broken\n")
+    assert main(["data", "math", "--source", str(source), "--out", str(tmp_path / "m")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kept"] == 1 and report["dropped"]["no_boxed_answer"] == 1 and report["dropped"]["malformed"] == 1
+
+
+def test_data_command_errors(tmp_path, capsys):
+    assert main(["data", "math", "--max-length", "5", "--out", str(tmp_path)]) == 2
+    assert "need --tokenizer" in capsys.readouterr().err
+    assert main(["data", "math", "--source", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nemo-beyond-nll: error:") and err.count("\n") == 1
