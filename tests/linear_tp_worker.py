@@ -7,10 +7,10 @@ costs one all-gather, backward one all-reduce. With reduce_hidden_grad=False eac
 gradient is a partial sum that adds up to the whole. Exits non-zero on the first mismatch.
 """
 
-import sys
 
 import torch
 import torch.distributed as dist
+from tp_checks import check, collectives, counting, fail, same_on_all_ranks
 
 import nemo_beyond_nll.linear as linear
 import nemo_beyond_nll.vocab_parallel as vp
@@ -18,34 +18,6 @@ from nemo_beyond_nll import get_objective, vocab_parallel_linear_objective, voca
 
 OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft"]
 TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.bfloat16: (2e-2, 2e-2)}
-
-collectives = []
-
-
-def counting(fn, name):
-    def wrapper(*args, **kwargs):
-        collectives.append(name)
-        return fn(*args, **kwargs)
-    return wrapper
-
-
-def fail(message):
-    sys.exit(f"rank {dist.get_rank()}: {message}")
-
-
-def check(a, b, what, dtype):
-    rtol, atol = TOLERANCE[dtype]
-    if a.dtype != b.dtype:
-        fail(f"{what}: dtype {a.dtype} vs {b.dtype}")
-    if not torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol):
-        fail(f"{what}: max diff {(a.double() - b.double()).abs().max().item():.3e}")
-
-
-def same_on_all_ranks(t, what):
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, t.contiguous())
-    if not all(torch.equal(p, parts[0]) for p in parts):
-        fail(f"{what} differs between ranks")
 
 
 def main():
@@ -83,12 +55,12 @@ def main():
             if collectives != ["all_reduce"]:
                 fail(f"{what}: backward made collectives {collectives}, expected one all-reduce")
 
-            check(out.loss, whole.loss, f"{what} loss", dtype)
-            check(out.prob, whole.prob, f"{what} prob", dtype)
+            check(out.loss, whole.loss, f"{what} loss", TOLERANCE[dtype])
+            check(out.prob, whole.prob, f"{what} prob", TOLERANCE[dtype])
             if not torch.equal(out.kept, whole.kept):
                 fail(f"{what}: kept differs")
-            check(shard_h.grad, whole_h.grad, f"{what} hidden grad", dtype)
-            check(shard_w.grad, whole_w.grad[rows], f"{what} weight grad", dtype)
+            check(shard_h.grad, whole_h.grad, f"{what} hidden grad", TOLERANCE[dtype])
+            check(shard_w.grad, whole_w.grad[rows], f"{what} weight grad", TOLERANCE[dtype])
             for t, label in ((out.loss, "loss"), (out.prob, "prob"), (out.kept, "kept"), (shard_h.grad, "hgrad")):
                 same_on_all_ranks(t.detach(), f"{what} {label}")
             if get_objective(name).is_thresholded and (out.kept.all() or not out.kept.any()):
@@ -106,7 +78,7 @@ def main():
     (vocab_parallel_objective(whole_h @ weight64.t(), target, "neg_p").loss * upstream).sum().backward()
     summed = partial_h.grad.clone()
     dist.all_reduce(summed, group=group)
-    check(summed, whole_h.grad, "sum of partial hidden grads", torch.float64)
+    check(summed, whole_h.grad, "sum of partial hidden grads", TOLERANCE[torch.float64])
     if world > 1 and torch.allclose(partial_h.grad, whole_h.grad):
         fail("a partial hidden grad already equals the whole one; the check would not check")
     print(f"rank {rank}: fused TP={world} equals the unfused whole vocabulary for {len(OBJECTIVES)} objectives")

@@ -17,6 +17,7 @@ if BACKEND == "triton":
 
 import torch
 import torch.distributed as dist
+from tp_checks import check, collectives, counting, fail, same_on_all_ranks
 
 import nemo_beyond_nll.vocab_parallel as vp
 from nemo_beyond_nll import get_objective, vocab_parallel_objective
@@ -24,32 +25,6 @@ from nemo_beyond_nll import get_objective, vocab_parallel_objective
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
               "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft"]
 TOLERANCE = {torch.float64: (1e-12, 1e-14), torch.float32: (2e-5, 1e-6), torch.bfloat16: (1e-2, 2e-3)}
-
-collectives = []
-
-
-def counting(fn):
-    def wrapper(*args, **kwargs):
-        collectives.append(fn.__name__)
-        return fn(*args, **kwargs)
-    return wrapper
-
-
-def fail(message):
-    sys.exit(f"rank {dist.get_rank()}: {message}")
-
-
-def check(a, b, what, dtype):
-    rtol, atol = TOLERANCE[dtype]
-    if not torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol):
-        fail(f"{what}: max diff {(a.double() - b.double()).abs().max().item():.3e}")
-
-
-def same_on_all_ranks(t, what):
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, t.contiguous())
-    if not all(torch.equal(p, parts[0]) for p in parts):
-        fail(f"{what} differs between ranks")
 
 
 def main():
@@ -96,13 +71,13 @@ def main():
             if BACKEND == "triton" and launches != ["row_stats", "write_gradient"]:
                 fail(f"{what}: Triton kernels launched {launches}")
 
-            check(out.loss, whole.loss, f"{what} loss", dtype)
-            check(out.prob, whole.prob, f"{what} prob", dtype)
+            check(out.loss, whole.loss, f"{what} loss", TOLERANCE[dtype])
+            check(out.prob, whole.prob, f"{what} prob", TOLERANCE[dtype])
             if not torch.equal(out.kept, whole.kept):
                 fail(f"{what}: kept differs")
             if shard_in.grad.dtype != dtype:
                 fail(f"{what}: gradient dtype {shard_in.grad.dtype}")
-            check(shard_in.grad, whole_in.grad[..., shard_cols], f"{what} grad", dtype)
+            check(shard_in.grad, whole_in.grad[..., shard_cols], f"{what} grad", TOLERANCE[dtype])
             for t, label in ((out.loss, "loss"), (out.prob, "prob"), (out.kept, "kept")):
                 same_on_all_ranks(t.detach(), f"{what} {label}")
             if get_objective(name).is_thresholded and (out.kept.all() or not out.kept.any()):
