@@ -142,3 +142,7 @@ def test_data_command_errors(tmp_path, capsys):
     assert main(["data", "math", "--source", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nemo-beyond-nll: error:") and err.count("\n") == 1
+
+
+def test_gpu_check_script_is_valid_bash():
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks/gpu_check.sh")]).returncode == 0
