@@ -5,7 +5,9 @@ and nothing else is changed:
 1. the model-parallel RNG tracker is seeded through CUDA: use the plain (inference) tracker, which
    draws the same dropout mask on every tensor-parallel rank;
 2. `GlobalMemoryBuffer.get_tensor` allocates on the current CUDA device: allocate on CPU;
-3. the default causal attention mask is built on CUDA: callers pass :func:`causal_mask`.
+3. the default causal attention mask is built on CUDA: callers pass :func:`causal_mask`;
+4. tensor-parallel gathers (the multi-token-prediction head's, sequence parallelism's) allocate on
+   `torch.cuda.current_device()`: on a torch without CUDA it answers "cpu".
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ def _cpu_get_tensor(self, tensor_shape, dtype, name, mem_alloc_context=None):
 
 
 def apply_cpu_shims() -> None:
-    """Shims 1 and 2 (idempotent). Call after `initialize_model_parallel`."""
+    """Shims 1, 2 and 4 (idempotent). Call after `initialize_model_parallel`."""
     from megatron.core import tensor_parallel
     from megatron.core.utils import GlobalMemoryBuffer
 
     GlobalMemoryBuffer.get_tensor = _cpu_get_tensor
     tensor_parallel.random.initialize_rng_tracker(inference_rng_tracker=True, force_reset=True)
+    if not torch.cuda.is_available():
+        torch.cuda.current_device = lambda: "cpu"
 
 
 def causal_mask(seq_len: int) -> torch.Tensor:

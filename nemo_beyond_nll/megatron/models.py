@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -16,6 +17,7 @@ class TinyGPTConfig:
     num_attention_heads: int = 4
     ffn_hidden_size: int = 256
     share_embeddings_and_output_weights: bool = False
+    mtp_num_layers: Optional[int] = None  # multi-token prediction heads
 
 
 def build_tiny_gpt(cfg: TinyGPTConfig, *, seed: int = 1234, tensor_parallel: int = 1):
@@ -25,7 +27,7 @@ def build_tiny_gpt(cfg: TinyGPTConfig, *, seed: int = 1234, tensor_parallel: int
     draws the whole matrix and gives each rank its slice.
     """
     from megatron.core.models.gpt import GPTModel
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec, get_gpt_mtp_block_spec
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     config = TransformerConfig(
@@ -38,11 +40,15 @@ def build_tiny_gpt(cfg: TinyGPTConfig, *, seed: int = 1234, tensor_parallel: int
         hidden_dropout=0.0,
         attention_dropout=0.0,
         params_dtype=torch.float32,
+        mtp_num_layers=cfg.mtp_num_layers,
     )
+    spec = get_gpt_layer_local_spec()
+    mtp_spec = get_gpt_mtp_block_spec(config, spec, use_transformer_engine=False) if cfg.mtp_num_layers else None
     torch.manual_seed(seed)
     return GPTModel(
         config=config,
-        transformer_layer_spec=get_gpt_layer_local_spec(),
+        transformer_layer_spec=spec,
+        mtp_block_spec=mtp_spec,
         vocab_size=cfg.vocab_size,
         max_sequence_length=cfg.seq_length,
         parallel_output=True,

@@ -3,6 +3,7 @@
 Run by test_hook.py as `torchrun --nproc_per_node=N gpt_tp_worker.py`; exits non-zero on a mismatch.
 """
 
+import dataclasses
 import sys
 
 import torch
@@ -16,6 +17,9 @@ from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft"]
 CFG = TinyGPTConfig(vocab_size=128, seq_length=16, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
+# With a multi-token-prediction head, whose loss Megatron also computes through the hooked method.
+MTP_CFG = dataclasses.replace(CFG, mtp_num_layers=1)
+MTP_OBJECTIVES = ["neg_p", "OnlyTopP-0.0078"]
 
 
 def batch():
@@ -67,6 +71,11 @@ def generate(model):
     return greedy_generate(model, PROMPTS, max_new_tokens=6, seq_length=CFG.seq_length, eos_id=1, pad_id=0)
 
 
+def run_mtp(model, objective):
+    model.eval()  # Megatron logs the MTP loss in training mode only, on CUDA; gradients are the same
+    return run(model, objective)
+
+
 def main():
     rank, world = init_distributed_cpu()
     init_megatron_cpu(tensor_parallel=1)
@@ -75,6 +84,12 @@ def main():
     reference_generation = generate(model)
     for name in OBJECTIVES + [None]:
         reference[name] = run(model, name)
+    mtp_model = build_tiny_gpt(MTP_CFG, tensor_parallel=1)
+    mtp_reference = {name: run_mtp(mtp_model, name) for name in MTP_OBJECTIVES + [None]}
+    mtp_params = [n for n in mtp_reference[None][2] if n.startswith("mtp.")]
+    if not mtp_params or all(torch.allclose(mtp_reference["neg_p"][2][n], mtp_reference[None][2][n])
+                             for n in mtp_params):
+        sys.exit("the MTP head's gradients do not depend on the installed objective")
 
     init_megatron_cpu(tensor_parallel=world)
     model = build_tiny_gpt(CFG, tensor_parallel=world)
@@ -94,13 +109,21 @@ def main():
         for pname, grad in grads.items():
             close(grad, ref_grads[pname], f"{label}: grad of {pname}")
 
+    mtp_model = build_tiny_gpt(MTP_CFG, tensor_parallel=world)
+    for name in MTP_OBJECTIVES:
+        loss, out, grads = run_mtp(mtp_model, name)
+        ref_loss, ref_out, ref_grads = mtp_reference[name]
+        close(loss, ref_loss, f"MTP {name}: loss")
+        for pname, grad in grads.items():
+            close(grad, ref_grads[pname], f"MTP {name}: grad of {pname}")
+
     # nll through install() equals Megatron's own vocab_parallel_cross_entropy, values and grads.
     nll_loss, _, nll_grads = reference["nll"]
     mcore_loss, _, mcore_grads = reference[None]
     close(nll_loss, mcore_loss, "nll vs Megatron loss")
     for pname, grad in nll_grads.items():
         close(grad, mcore_grads[pname], f"nll vs Megatron grad of {pname}")
-    print(f"rank {rank}: GPTModel TP={world} matches TP=1 for {len(OBJECTIVES)} objectives")
+    print(f"rank {rank}: GPTModel TP={world} matches TP=1 for {len(OBJECTIVES)} objectives, with and without MTP")
     shutdown_distributed()
 
 
