@@ -12,6 +12,7 @@ and the command line changes them with Hydra's override grammar:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from pathlib import Path
 from typing import Iterable, Union
@@ -64,7 +65,11 @@ def _leaf_keys(node: DictConfig, prefix: str = "") -> list:
 
 def _suggestion(cfg: DictConfig, key: str) -> str:
     close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1, cutoff=0.8)
-    return f" (did you mean {close[0]!r}?)" if close else f" (use +{key}=... to add a new key)"
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if dataclasses.is_dataclass(OmegaConf.get_type(cfg)):  # a schema fixes the keys: no adding
+        return " (not a key of the schema)"
+    return f" (use +{key}=... to add a new key)"
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
