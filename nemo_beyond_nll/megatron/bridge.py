@@ -20,6 +20,25 @@ from ..config import ConfigError, objective_from_config
 
 DECAY_STYLE = {"cosine": "cosine", "linear": "linear", "constant": "constant"}
 
+# Settings of the base recipe's model provider that tune the run rather than describe the
+# architecture: they are kept when the provider is rebuilt for the recipe's own backbone.
+RUN_SETTINGS = (
+    "transformer_impl", "attention_backend", "recompute_granularity", "recompute_method",
+    "recompute_num_layers", "recompute_modules", "cuda_graph_impl", "cuda_graph_scope",
+    "bias_activation_fusion", "masked_softmax_fusion", "persist_layer_norm", "apply_rope_fusion",
+    "gradient_accumulation_fusion", "fine_grained_activation_offloading", "offload_modules",
+)
+
+
+def carry_over_run_settings(base_provider, provider) -> list:
+    """Copy RUN_SETTINGS that both providers have from `base_provider` to `provider`; returns their names."""
+    copied = []
+    for name in RUN_SETTINGS:
+        if hasattr(base_provider, name) and hasattr(provider, name):
+            setattr(provider, name, getattr(base_provider, name))
+            copied.append(name)
+    return copied
+
 
 def count_rows(path: Optional[str]) -> Optional[int]:
     """Number of examples in a JSONL file, or None when there is no such file (yet)."""
@@ -165,7 +184,9 @@ def build_config(cfg, *, write_dataset_links: bool = True):
     from megatron.bridge.training.utils.omegaconf_utils import process_config_with_overrides
 
     container = _recipe_function(cfg.bridge.recipe)()
-    container.model = AutoBridge.from_hf_pretrained(cfg.model.hf_path).to_megatron_provider(load_weights=False)
+    provider = AutoBridge.from_hf_pretrained(cfg.model.hf_path).to_megatron_provider(load_weights=False)
+    carry_over_run_settings(container.model, provider)
+    container.model = provider
     container.tokenizer.tokenizer_model = cfg.model.hf_path
     root = run_paths(cfg)["dataset_root"]
     if write_dataset_links:

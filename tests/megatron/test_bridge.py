@@ -42,3 +42,17 @@ def test_describe_without_bridge_says_so():
     text = describe(load_recipe(RECIPE))
     assert "from the row count of data.train" in text
     assert "megatron.bridge is not importable here" in text
+
+
+def test_run_settings_of_the_base_recipe_survive_a_new_provider():
+    from types import SimpleNamespace
+
+    from nemo_beyond_nll.megatron.bridge import carry_over_run_settings
+
+    base = SimpleNamespace(transformer_impl="transformer_engine", recompute_granularity="full",
+                           num_layers=28, hidden_size=3584)
+    new = SimpleNamespace(transformer_impl="local", recompute_granularity=None, num_layers=32, hidden_size=4096)
+    copied = carry_over_run_settings(base, new)
+    assert sorted(copied) == ["recompute_granularity", "transformer_impl"]
+    assert new.transformer_impl == "transformer_engine" and new.recompute_granularity == "full"
+    assert (new.num_layers, new.hidden_size) == (32, 4096)  # the architecture is the backbone's own
