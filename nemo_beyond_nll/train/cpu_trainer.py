@@ -298,7 +298,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         began = time.perf_counter()
         indices = batch_indices(step, cfg.trainer.global_batch_size, num_train, cfg.trainer.seed)
         optimizer.zero_grad(set_to_none=True)
-        totals = torch.zeros(5)  # loss sum, kept, p sum, tokens, (unused)
+        totals = torch.zeros(4)  # loss sum, kept tokens, p sum, masked-in tokens
         for chunk in indices.split(micro):
             tokens, labels = train_data["tokens"][chunk], train_data["labels"][chunk]
             loss_mask = train_data["loss_mask"][chunk]
