@@ -210,6 +210,7 @@ def run_sft(cfg) -> int:
     """Fine-tune with Bridge's `finetune` and the recipe's objective; call under torchrun."""
     from megatron.bridge.training.finetune import finetune
 
+    from .dataset_helpers import use_prebuilt_dataset_helpers
     from .step import ObjectiveForwardStep
 
     if not run_paths(cfg)["pretrained"].exists():
@@ -220,5 +221,6 @@ def run_sft(cfg) -> int:
     if train_iters(cfg) is None:
         raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
     step = ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval, cfg.model.loss_fusion)
+    use_prebuilt_dataset_helpers()
     finetune(build_config(cfg), step)
     return 0

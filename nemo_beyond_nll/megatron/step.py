@@ -3,11 +3,14 @@
 It follows Megatron-Bridge's loss-function contract, `(loss_sum, num_tokens, {name: [sum, count]})`:
 the schedule adds the sums and token counts of all micro-batches and data-parallel ranks, then
 divides (`calculate_per_token_loss`), so the loss is the paper's mean over kept tokens of the whole
-global batch, and each metric is logged as sum / count. The CPU trainer uses the same function.
+global batch, and each metric is logged as sum / count. The CPU trainer uses the same reduction
+(`objective_loss_terms`); the Bridge step goes through Bridge's own loss function, so its NaN, Inf
+and spiky-loss checks (the rerun state machine) apply to our objectives as to its cross entropy.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Dict, Tuple
 
@@ -15,6 +18,17 @@ import torch
 
 from ..objectives import Objective
 from .hook import install, installed_objective, last_output
+
+logger = logging.getLogger(__name__)
+
+# Added to every logged count: a step that keeps no token then logs 0 instead of 0/0 = NaN, and a
+# count >= 1 is unchanged (1e-30 is far below float32's resolution there).
+NO_ZERO_DIVISION = 1e-30
+
+
+def loss_metric_name(objective: Objective) -> str:
+    """The logged name of the reduced objective: Bridge's `lm loss` for nll, else `<name> loss`."""
+    return "lm loss" if objective.name == "nll" else f"{objective.name} loss"
 
 
 def objective_loss_terms(
@@ -30,13 +44,18 @@ def objective_loss_terms(
     counted = kept.reshape(-1).float() * mask
     loss_sum = (per_token_loss.reshape(-1).float() * counted).sum()
     num_kept = counted.sum()
-    num_tokens = mask.sum()
-    metrics = {
-        "lm loss": torch.stack([loss_sum.detach(), num_kept]),
-        "target prob": torch.stack([(prob.reshape(-1).float() * mask).sum(), num_tokens]),
-        "kept fraction": torch.stack([num_kept, num_tokens]),
-    }
+    metrics = {"lm loss": torch.stack([loss_sum.detach(), num_kept])}
+    metrics.update(probability_metrics(prob, counted, mask))
     return loss_sum, num_kept.to(torch.int), metrics
+
+
+def probability_metrics(prob: torch.Tensor, counted: torch.Tensor, mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """`target prob` (mean p over loss_mask tokens) and `kept fraction`, as [sum, count] pairs."""
+    num_tokens = mask.sum() + NO_ZERO_DIVISION
+    return {
+        "target prob": torch.stack([(prob.reshape(-1).float() * mask).sum(), num_tokens]),
+        "kept fraction": torch.stack([counted.sum(), num_tokens]),
+    }
 
 
 def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
@@ -47,21 +66,34 @@ def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch
     return objective_loss_terms(output_tensor, out.prob, out.kept, loss_mask)
 
 
+def _bridge_masked_loss():
+    try:  # Megatron-Bridge 0.5 and later
+        from megatron.bridge.training.losses import masked_next_token_loss
+    except ImportError:  # older releases defined it beside the step
+        from megatron.bridge.training.gpt_step import masked_next_token_loss
+    return masked_next_token_loss
+
+
 class ObjectiveForwardStep:
-    """Megatron-Bridge forward step: Bridge's own batch handling and forward, our objective and reduction.
+    """Megatron-Bridge forward step: Bridge's own batch handling, forward and loss checks; our objective.
 
     Pass an instance to `megatron.bridge.training.finetune.finetune(config, ObjectiveForwardStep(obj))`.
-    The objective is installed on each model chunk the first time the step sees it. Every
-    `hist_interval` steps the histogram of target probabilities of the logging rank's first
-    micro-batch goes to Bridge's TensorBoard and W&B loggers, so a run shows the model moving along
-    the capability continuum.
+    The objective is installed on each model chunk the first time the step sees it. The loss goes
+    through Bridge's `masked_next_token_loss` with the kept tokens as its mask, so the run's
+    `rerun_state_machine` settings (NaN/Inf and spiky-loss checks) hold as for Bridge's own loss.
+    Training logs `<objective> loss` (`lm loss` for nll), `target prob` and `kept fraction`;
+    validation logs the loss alone, since Bridge prints a perplexity beside every validation value.
+    Every `hist_interval` steps the histogram of target probabilities of the logging rank's first
+    micro-batch goes to Bridge's TensorBoard and W&B loggers.
     """
 
     def __init__(self, objective: Objective, hist_interval: int = 0, fusion=None):
         self.objective = objective
         self.hist_interval = hist_interval
         self.fusion = fusion
+        self.metric_name = loss_metric_name(objective)
         self._logged_step = None
+        self._warned_step = None
 
     def __call__(self, state, data_iterator, model, return_schedule_plan: bool = False):
         from megatron.bridge.training import gpt_step
@@ -72,14 +104,38 @@ class ObjectiveForwardStep:
         return output, partial(self.loss, state, model, loss_mask)
 
     def loss(self, state, model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-        terms = objective_loss_function(model, loss_mask, output_tensor)
+        out = last_output(model)
+        if out is None:
+            raise RuntimeError("no objective output on the model: call nemo_beyond_nll.megatron.install(model, ...)")
+        mask = loss_mask.reshape(-1).float()
+        counted = out.kept.reshape(-1).float() * mask
+        checks = getattr(getattr(state, "cfg", None), "rerun_state_machine", None)
+        loss_sum, num_kept, report = _bridge_masked_loss()(
+            counted, output_tensor,
+            check_for_nan_in_loss=getattr(checks, "check_for_nan_in_loss", True),
+            check_for_spiky_loss=getattr(checks, "check_for_spiky_loss", False),
+        )
+        summed, count = next(iter(report.values())).view(-1).float().unbind()  # Bridge's one "lm loss" pair
+        metrics = {self.metric_name: torch.stack([summed, count + NO_ZERO_DIVISION])}
+        if model.training:
+            metrics.update(probability_metrics(out.prob, counted, mask))
+            self._after_training_micro_batch(state, out, counted, mask, loss_mask)
+        return loss_sum, num_kept, metrics
+
+    def _after_training_micro_batch(self, state, out, counted, mask, loss_mask) -> None:
         step = state.train_state.step
+        if counted.sum() == 0 and mask.sum() > 0 and step != self._warned_step:
+            self._warned_step = step
+            mean_p = float((out.prob.reshape(-1).float() * mask).sum() / mask.sum())
+            logger.warning(
+                "%s keeps no token of a micro-batch at step %d (kept fraction 0 of %d tokens, mean p %.4g): "
+                "it trains nothing there; lower model.loss_args.threshold if this persists",
+                self.objective, step, int(mask.sum()), mean_p,
+            )
         if self.hist_interval and step % self.hist_interval == 0 and step != self._logged_step:
             self._logged_step = step
-            out = last_output(model)
             values = out.prob.reshape(-1)[loss_mask.reshape(-1).bool()].float().cpu()
             self.log_histogram(state, values, step)
-        return terms
 
     @staticmethod
     def log_histogram(state, values: torch.Tensor, step: int) -> None:
