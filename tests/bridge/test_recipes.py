@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +215,21 @@ def test_bridge_rejections_are_one_line(capsys):
         build_config(load_recipe(ROOT / "recipes" / "qwen2.5-7b_medical.yaml", ["model.seq_length=4095",
                      "model.context_parallel=2"]), write_dataset_links=False, iters=10)
 
+
+def test_installing_the_package_changes_nothing_of_the_bridge_stack(tmp_path):
+    """setup.py's requirements hold in Megatron-Bridge's environment: pip would add only the package."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "nemo_beyond_nll", source / "nemo_beyond_nll",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
+                           "--quiet", "--report", str(report), str(source)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installs = [item["metadata"]["name"] for item in json.loads(report.read_text())["install"]]
+    assert installs == ["nemo_beyond_nll"]
