@@ -7,6 +7,7 @@ from setuptools import find_packages, setup
 CPU = ["torch==2.13.0", "megatron-core==0.16.1"]
 NEMO = [
     "nemo_toolkit==3.0.0",
+    "hydra-core>1.3,<=1.3.2",  # nemo_toolkit 3.0's own cap; Megatron-Bridge 0.6 needs >=1.3.4 instead
     "lightning>2.2.1,<=2.4.0",
     "nv_one_logger_core",
     "nv_one_logger_training_telemetry",
@@ -35,7 +36,7 @@ setup(
         "numpy",
         "omegaconf>=2.2,<2.4",
         "pyyaml",
-        "hydra-core>1.3,<=1.3.2",
+        "hydra-core>=1.3,<1.4",  # a range both nemo_toolkit (the `nemo` extra) and Megatron-Bridge accept
         "tqdm",
         "matplotlib",
     ],

@@ -105,8 +105,8 @@ def check_import(cfg) -> None:
         raise CLIError("import converts a Hugging Face backbone for engine=bridge; this recipe trains from scratch")
 
 
-def describe_sft(cfg) -> str:
-    return _bridge().describe(cfg) if cfg.engine == "bridge" else ""
+def describe_sft(cfg):
+    return _bridge().describe_parts(cfg) if cfg.engine == "bridge" else ""
 
 
 def describe_eval(cfg) -> str:
@@ -121,7 +121,7 @@ def describe_import(cfg) -> str:
     return f"# would import {cfg.model.hf_path} -> {_bridge().run_paths(cfg)['pretrained']}\n"
 
 
-# name: (run, help, check before a dry run, extra text of a dry run)
+# name: (run, help, check before a dry run, extra text of a dry run: a string or its parts)
 RECIPE_COMMANDS = {
     "sft": (run_sft, "fine-tune with the recipe's objective", None, describe_sft),
     "eval": (run_eval, "evaluate the recipe's fine-tuned model", None, describe_eval),
@@ -137,7 +137,11 @@ def run_recipe_command(args) -> int:
     if check:
         check(cfg)
     if args.dry_run:
-        print(resolved_yaml(cfg) + (describe(cfg) if describe else ""), end="")
+        # Printed part by part, so what is known before Megatron-Bridge runs is out even if it fails.
+        print(resolved_yaml(cfg), end="", flush=True)
+        extra = describe(cfg) if describe else ""
+        for part in [extra] if isinstance(extra, str) else extra:
+            print(part, end="", flush=True)
         return 0
     return run(cfg)
 

@@ -1,43 +1,38 @@
 """Run a recipe on Megatron-Bridge (GPU, NGC NeMo container): Bridge trains, the objective is ours.
 
 The recipe's `bridge.recipe` names one of Bridge's own SFT recipe functions (which sets up the
-architecture's kernels, precision and parallel defaults); this module then points it at the recipe's
-backbone and data, applies the recipe's training settings as Hydra overrides on Bridge's
-ConfigContainer (`bridge_overrides`, pure and unit-tested), and calls Bridge's `finetune` with
-`ObjectiveForwardStep`, which installs the objective and reduces over kept tokens.
+architecture's kernels, precision and parallel defaults); this module runs it on the recipe's own
+backbone (`model.hf_path`: every AutoBridge request of the function is answered with it), points it
+at the recipe's data, applies the recipe's training settings as Hydra overrides on Bridge's
+ConfigContainer (`bridge_overrides`, pure and unit-tested) and optim.bf16 as Bridge's mixed
+precision, checks the result with Bridge's own ConfigContainer.validate(), and calls Bridge's
+`finetune` with `ObjectiveForwardStep`, which installs the objective and reduces over kept tokens.
 
-Megatron-Bridge needs Python 3.12 and CUDA, so every import of it is inside a function.
-"""
+Megatron-Bridge needs Python 3.12 (and CUDA to train), so every import of it is inside a function."""
 
 from __future__ import annotations
 
+import copy
+import enum
 import importlib
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from ..config import ConfigError, objective_from_config
 
 DECAY_STYLE = {"cosine": "cosine", "linear": "linear", "constant": "constant"}
 
-# Settings of the base recipe's model provider that tune the run rather than describe the
-# architecture: they are kept when the provider is rebuilt for the recipe's own backbone.
-RUN_SETTINGS = (
-    "transformer_impl", "attention_backend", "recompute_granularity", "recompute_method",
-    "recompute_num_layers", "recompute_modules", "cuda_graph_impl", "cuda_graph_scope",
-    "bias_activation_fusion", "masked_softmax_fusion", "persist_layer_norm", "apply_rope_fusion",
-    "gradient_accumulation_fusion", "fine_grained_activation_offloading", "offload_modules",
-)
-
-
-def carry_over_run_settings(base_provider, provider) -> list:
-    """Copy RUN_SETTINGS that both providers have from `base_provider` to `provider`; returns their names."""
-    copied = []
-    for name in RUN_SETTINGS:
-        if hasattr(base_provider, name) and hasattr(provider, name):
-            setattr(provider, name, getattr(base_provider, name))
-            copied.append(name)
-    return copied
+# Without the training file (a dry run before the data is built) the schedule's length is unknown:
+# Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
+NOMINAL_TRAIN_ITERS = 1000
+AT_LAUNCH = "<computed at launch from the row count of data.train>"
+# The ConfigContainer fields that follow from train_iters (shown as AT_LAUNCH without the data file).
+SCHEDULE_FIELDS = {
+    "train": ("train_iters",),
+    "scheduler": ("lr_decay_iters", "lr_warmup_iters", "lr_decay_steps", "lr_warmup_steps", "wd_incr_steps"),
+}
 
 
 def count_rows(path: Optional[str]) -> Optional[int]:
@@ -71,8 +66,16 @@ def run_paths(cfg) -> dict:
     }
 
 
+def precision(cfg) -> str:
+    """Bridge's mixed-precision recipe for optim.bf16: `bf16_mixed`, or `fp32` (no mixed precision)."""
+    return "bf16_mixed" if cfg.optim.bf16 else "fp32"
+
+
 def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
-    """The recipe's settings as Hydra overrides on Bridge's ConfigContainer (without Bridge)."""
+    """The recipe's settings as Hydra overrides on Bridge's ConfigContainer (without Bridge).
+
+    optim.bf16 is not among them: it selects a MixedPrecisionConfig object (see `precision`).
+    """
     iters = train_iters(cfg) if iters is None else iters
     paths = run_paths(cfg)
     m, t, o = cfg.model, cfg.trainer, cfg.optim
@@ -84,8 +87,10 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
         f"model.sequence_parallel={str(m.sequence_parallel).lower()}",
         f"model.seq_length={m.seq_length}",
         f"dataset.seq_length={m.seq_length}",
-        # The objective's loss function returns kept-token counts; Bridge must divide by them.
+        # The objective's loss function returns kept-token counts; Bridge must divide by them, and
+        # the data-parallel gradient reduction must then sum (Megatron's DDP asserts it does).
         "model.calculate_per_token_loss=true",
+        "ddp.average_in_collective=false",
         "model.cross_entropy_loss_fusion=false",
         f"train.global_batch_size={t.global_batch_size}",
         f"train.micro_batch_size={t.micro_batch_size}",
@@ -95,6 +100,10 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
         f"optimizer.adam_beta1={o.betas[0]}",
         f"optimizer.adam_beta2={o.betas[1]}",
         f"optimizer.weight_decay={o.weight_decay}",
+        # Megatron's scheduler sets the weight decay every step from these two, not from the optimizer's.
+        f"scheduler.start_weight_decay={o.weight_decay}",
+        f"scheduler.end_weight_decay={o.weight_decay}",
+        "scheduler.weight_decay_incr_style=constant",
         f"optimizer.clip_grad={o.grad_clip}",
         f"scheduler.lr_decay_style={DECAY_STYLE[o.schedule]}",
         f"checkpoint.pretrained_checkpoint={paths['pretrained']}",
@@ -112,27 +121,74 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
         ]
     if t.eval_interval:
         out.append(f"validation.eval_interval={t.eval_interval}")
+    else:  # no validation at all: neither during training nor the pass after it
+        out += ["validation.eval_interval=null", "validation.eval_iters=0"]
     return out + list(cfg.bridge.overrides)
 
 
-def describe(cfg) -> str:
-    """The Bridge side of a dry run: the overrides, and Bridge's resolved config where Bridge imports."""
+def _import_bridge():
+    return importlib.import_module("megatron.bridge")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def describe_parts(cfg) -> Iterator[str]:
+    """The Bridge side of a dry run, in parts: the overrides first (no Bridge needed), then Bridge's
+    validated ConfigContainer as plain YAML where Megatron-Bridge imports."""
     iters = train_iters(cfg)
-    lines = [f"# Megatron-Bridge: base recipe {cfg.bridge.recipe}, backbone {cfg.model.hf_path}"]
+    lines = [f"# Megatron-Bridge: base recipe {cfg.bridge.recipe}, backbone {cfg.model.hf_path}"
+             + (f", container {cfg.bridge.container}" if cfg.bridge.container else "")]
     if iters is None:
         lines.append(f"# train_iters: from the row count of data.train ({cfg.data.train}) at launch")
+    lines.append(f"# mixed precision: {precision(cfg)} (optim.bf16={str(cfg.optim.bf16).lower()})")
     lines += [f"#   {o}" for o in bridge_overrides(cfg, iters)]
     try:
-        importlib.import_module("megatron.bridge")
-    except ImportError as err:
-        lines.append(f"# megatron.bridge is not importable here ({err}); the container has it")
-        return "\n".join(lines) + "\n"
+        _import_bridge()
+    except Exception as err:  # ImportError, or e.g. OSError from a half-installed Transformer Engine
+        lines.append(f"# megatron.bridge is not importable here ({_one_line(err)}); the container has it")
+        yield "\n".join(lines) + "\n"
+        return
+    yield "\n".join(lines) + "\n"
+    container = build_config(cfg, write_dataset_links=False, iters=iters or NOMINAL_TRAIN_ITERS, check=False)
+    checked = validate_config(container, cfg)
+    yield "# Megatron-Bridge ConfigContainer (passed ConfigContainer.validate()):\n" + config_yaml(checked, iters is None)
+
+
+def describe(cfg) -> str:
+    """The Bridge side of a dry run as one text (see `describe_parts`)."""
+    return "".join(describe_parts(cfg))
+
+
+def _plain(value):
+    """A YAML-safe copy: paths, dtypes, enums and other objects become strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):  # IntEnum members are ints, but not to YAML
+        return value.name
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def config_yaml(container, schedule_at_launch: bool = False) -> str:
+    """Bridge's ConfigContainer as plain YAML; the schedule's lengths as AT_LAUNCH if asked."""
+    import yaml
     from megatron.bridge.training.utils.omegaconf_utils import create_omegaconf_dict_config
     from omegaconf import OmegaConf
 
-    container = build_config(cfg, write_dataset_links=False)
     resolved, _ = create_omegaconf_dict_config(container)
-    return "\n".join(lines) + "\n# Megatron-Bridge ConfigContainer:\n" + OmegaConf.to_yaml(resolved)
+    data = _plain(OmegaConf.to_container(resolved, resolve=True))
+    if schedule_at_launch:
+        for section, keys in SCHEDULE_FIELDS.items():
+            for key in keys:
+                if data.get(section, {}).get(key) is not None:
+                    data[section][key] = AT_LAUNCH
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _recipe_function(dotted: Optional[str]):
@@ -141,8 +197,8 @@ def _recipe_function(dotted: Optional[str]):
     module, _, name = dotted.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"bridge.recipe {dotted!r} cannot be loaded: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any failure to import is the recipe's error
+        raise ConfigError(f"bridge.recipe {dotted!r} cannot be loaded: {_one_line(err)}") from None
 
 
 def _link_dataset(cfg, root: Path) -> None:
@@ -160,7 +216,7 @@ def _link_dataset(cfg, root: Path) -> None:
 
 def _dataset_config(cfg, root: Path):
     """Bridge's prompt/completion SFT dataset over our JSONL (the loss on the completion)."""
-    seq_length, seed = cfg.model.seq_length, cfg.trainer.seed
+    seq_length, seed, root = cfg.model.seq_length, cfg.trainer.seed, str(root)
     try:  # Megatron-Bridge 0.6 and later
         from megatron.bridge.data.builders.gpt_sft import GPTSFTDatasetConfig
         from megatron.bridge.data.sft_processing import PromptCompletionSFTPreprocessingConfig
@@ -178,21 +234,143 @@ def _dataset_config(cfg, root: Path):
     )
 
 
-def build_config(cfg, *, write_dataset_links: bool = True):
-    """Bridge's ConfigContainer for the recipe (needs Megatron-Bridge)."""
+def backbone_source(hf_path: str) -> str:
+    """A local folder holding the backbone's config.json: model.hf_path itself when it is a folder,
+    else the hub id's snapshot in the Hugging Face cache, fetched (config.json only) if it is not
+    cached and the hub may be reached (HF_HUB_OFFLINE unset). Failing that, a one-line ConfigError."""
+    local = Path(hf_path).expanduser()
+    if local.exists() or hf_path.startswith(("/", ".", "~")):
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"model.hf_path {hf_path!r}: no config.json in that folder")
+        return str(local)
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    hint = (f"fetch it once where the hub is reachable (`hf download {hf_path} config.json`, for gated "
+            f"models with HF_TOKEN set), or point at a local copy: model.hf_path=/path/to/folder "
+            f"(a folder with its config.json)")
+    try:
+        cached = try_to_load_from_cache(hf_path, "config.json")
+    except Exception as err:  # noqa: BLE001 - e.g. a malformed id
+        raise ConfigError(f"model.hf_path {hf_path!r} is neither a folder nor a hub id ({_one_line(err)})") from None
+    if isinstance(cached, str):
+        return str(Path(cached).parent)
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(f"model.hf_path {hf_path!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                          f"and HF_HUB_OFFLINE is set: {hint}")
+    try:
+        return str(Path(hf_hub_download(hf_path, "config.json")).parent)
+    except Exception as err:  # noqa: BLE001 - an unreachable hub, a missing or gated id
+        raise ConfigError(f"model.hf_path {hf_path!r}: cannot fetch its config.json from the Hugging Face hub "
+                          f"({_one_line(err)}); {hint}") from None
+
+
+@contextmanager
+def backbone_for_every_request(auto_bridge_cls, backbone) -> Iterator[list]:
+    """While active, `auto_bridge_cls.from_hf_pretrained(any id)` returns `backbone` (and records the
+    id asked for): a base recipe function then applies its settings to a provider of our backbone,
+    and never resolves its own backbone id."""
+    own = vars(auto_bridge_cls).get("from_hf_pretrained")
+    asked: list = []
+
+    def from_hf_pretrained(cls, path, *args, **kwargs):
+        asked.append(str(path))
+        return backbone
+
+    auto_bridge_cls.from_hf_pretrained = classmethod(from_hf_pretrained)
+    try:
+        yield asked
+    finally:
+        if own is None:
+            del auto_bridge_cls.from_hf_pretrained
+        else:
+            auto_bridge_cls.from_hf_pretrained = own
+
+
+def base_recipe_on_backbone(recipe, auto_bridge_cls, backbone, name: str = "the base recipe"):
+    """Call the base recipe function with every AutoBridge request answered by `backbone`: its run
+    settings (Transformer Engine, recompute, fusions, parallel defaults) land on our architecture."""
+    with backbone_for_every_request(auto_bridge_cls, backbone) as asked:
+        container = recipe()
+    if not asked:
+        raise ConfigError(f"bridge.recipe {name} does not build its model with AutoBridge.from_hf_pretrained, "
+                          f"so it cannot be pointed at model.hf_path")
+    return container
+
+
+def build_config(cfg, *, write_dataset_links: bool = True, iters: Optional[int] = None, check: bool = True):
+    """Bridge's ConfigContainer for the recipe (needs Megatron-Bridge).
+
+    The base recipe function runs on the recipe's backbone (see `base_recipe_on_backbone`), then the
+    recipe's settings are applied as Hydra overrides and optim.bf16 as Bridge's mixed precision. With
+    `check`, a copy is passed through Bridge's own ConfigContainer.validate() (`validate_config`).
+    """
     from megatron.bridge import AutoBridge
     from megatron.bridge.training.utils.omegaconf_utils import process_config_with_overrides
 
-    container = _recipe_function(cfg.bridge.recipe)()
-    provider = AutoBridge.from_hf_pretrained(cfg.model.hf_path).to_megatron_provider(load_weights=False)
-    carry_over_run_settings(container.model, provider)
-    container.model = provider
+    source = backbone_source(cfg.model.hf_path)
+    try:
+        backbone = AutoBridge.from_hf_pretrained(source)
+    except Exception as err:  # noqa: BLE001 - an unsupported architecture, an unreadable config
+        raise ConfigError(f"model.hf_path {cfg.model.hf_path!r}: Megatron-Bridge cannot use it ({_one_line(err)})") from None
+    container = base_recipe_on_backbone(_recipe_function(cfg.bridge.recipe), AutoBridge, backbone, cfg.bridge.recipe)
     container.tokenizer.tokenizer_model = cfg.model.hf_path
     root = run_paths(cfg)["dataset_root"]
     if write_dataset_links:
         _link_dataset(cfg, root)
     container.dataset = _dataset_config(cfg, root)
-    return process_config_with_overrides(container, cli_overrides=bridge_overrides(cfg))
+    container.mixed_precision = _mixed_precision(cfg)
+    try:
+        container = process_config_with_overrides(container, cli_overrides=bridge_overrides(cfg, iters))
+    except Exception as err:  # noqa: BLE001 - a bad key or value in bridge.overrides
+        raise ConfigError(f"Megatron-Bridge rejects an override ({_one_line(err)})") from None
+    if check:
+        validate_config(container, cfg)
+    return container
+
+
+def _mixed_precision(cfg):
+    """optim.bf16: Bridge's bf16_mixed recipe, or full fp32 (the provider's bf16 from the HF dtype undone)."""
+    import torch
+    from megatron.bridge.training.mixed_precision import MixedPrecisionConfig, get_mixed_precision_config
+
+    if cfg.optim.bf16:
+        return get_mixed_precision_config("bf16_mixed")
+    return MixedPrecisionConfig(fp32=True, bf16=False, fp16=False, params_dtype=torch.float32,
+                                pipeline_dtype=torch.float32, autocast_enabled=False, grad_reduce_in_fp32=True)
+
+
+def validate_config(container, cfg):
+    """A copy of `container` passed through Bridge's ConfigContainer.validate(), as Bridge's own
+    runtime_config_update does before training (mixed precision applied first), for the recipe's
+    world size (launch.nnodes x launch.nproc_per_node). Returns the validated copy; a rejection is a
+    one-line ConfigError. A pretrained checkpoint that does not exist yet is left out of the check
+    (`import` makes it; the launch checks it)."""
+    from megatron.bridge.training.mixed_precision import get_mixed_precision_config
+
+    checked = copy.deepcopy(container)
+    pretrained = checked.checkpoint.pretrained_checkpoint
+    if pretrained is not None and not Path(pretrained).exists():
+        checked.checkpoint.pretrained_checkpoint = None
+    if isinstance(checked.mixed_precision, str):
+        checked.mixed_precision = get_mixed_precision_config(checked.mixed_precision)
+    m = checked.model
+    world = cfg.launch.nnodes * cfg.launch.nproc_per_node
+    model_parallel = m.tensor_model_parallel_size * m.pipeline_model_parallel_size * m.context_parallel_size
+    if world % model_parallel:
+        raise ConfigError(f"launch: {cfg.launch.nnodes} x {cfg.launch.nproc_per_node} GPUs is not a multiple of "
+                          f"TP x PP x CP = {model_parallel}")
+    try:
+        if checked.mixed_precision is not None:
+            checked.mixed_precision.finalize()
+            checked.mixed_precision.setup(checked.model, checked.optimizer, checked.ddp)
+        checked.data_parallel_size = world // model_parallel
+        if checked.comm_overlap is not None:
+            checked.comm_overlap.data_parallel_size = checked.data_parallel_size
+        checked.validate()
+    except (AssertionError, ValueError, TypeError) as err:
+        raise ConfigError(f"Megatron-Bridge's ConfigContainer.validate() rejects the config: {_one_line(err)}") from None
+    checked.checkpoint.pretrained_checkpoint = pretrained
+    return checked
 
 
 def import_checkpoint(cfg) -> Path:

@@ -1,6 +1,19 @@
 from pathlib import Path
+from types import SimpleNamespace
 
-from nemo_beyond_nll.megatron.bridge import bridge_overrides, count_rows, describe, train_iters
+import pytest
+
+from nemo_beyond_nll.config import ConfigError
+from nemo_beyond_nll.megatron import bridge
+from nemo_beyond_nll.megatron.bridge import (
+    backbone_source,
+    base_recipe_on_backbone,
+    bridge_overrides,
+    count_rows,
+    describe,
+    precision,
+    train_iters,
+)
 from nemo_beyond_nll.recipe import load_recipe
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "qwen2.5-math-7b_math.yaml"
@@ -38,21 +51,78 @@ def test_user_bridge_overrides_come_last():
     assert bridge_overrides(cfg)[-2:] == ["model.recompute_granularity=full", "train.micro_batch_size=2"]
 
 
-def test_describe_without_bridge_says_so():
+def test_per_token_loss_sums_in_the_data_parallel_reduction():
+    o = overrides_dict(load_recipe(RECIPE))
+    assert o["model.calculate_per_token_loss"] == "true" and o["ddp.average_in_collective"] == "false"
+
+
+def test_weight_decay_reaches_the_scheduler_that_applies_it():
+    o = overrides_dict(load_recipe(RECIPE, ["optim.weight_decay=0.05"]))
+    assert o["optimizer.weight_decay"] == o["scheduler.start_weight_decay"] == o["scheduler.end_weight_decay"] == "0.05"
+    assert o["scheduler.weight_decay_incr_style"] == "constant"
+
+
+def test_eval_interval_zero_switches_validation_off():
+    o = overrides_dict(load_recipe(RECIPE))
+    assert o["validation.eval_interval"] == "null" and o["validation.eval_iters"] == "0"
+    o = overrides_dict(load_recipe(RECIPE, ["trainer.eval_interval=25"]))
+    assert o["validation.eval_interval"] == "25" and "validation.eval_iters" not in o
+
+
+def test_bf16_selects_bridges_mixed_precision():
+    assert precision(load_recipe(RECIPE)) == "bf16_mixed"
+    assert precision(load_recipe(RECIPE, ["optim.bf16=false"])) == "fp32"
+
+
+@pytest.mark.parametrize("failure", [ImportError("No module named 'megatron.bridge'"),
+                                     OSError("libtransformer_engine.so: cannot open shared object file")])
+def test_describe_without_an_importable_bridge_says_so_in_one_line(monkeypatch, failure):
+    def broken():
+        raise failure
+
+    monkeypatch.setattr(bridge, "_import_bridge", broken)
     text = describe(load_recipe(RECIPE))
-    assert "from the row count of data.train" in text
-    assert "megatron.bridge is not importable here" in text
+    assert "from the row count of data.train" in text and "#   model.tensor_model_parallel_size=2" in text
+    lines = [line for line in text.splitlines() if "megatron.bridge is not importable here" in line]
+    assert len(lines) == 1 and type(failure).__name__ in lines[0] and "Traceback" not in text
 
 
-def test_run_settings_of_the_base_recipe_survive_a_new_provider():
-    from types import SimpleNamespace
+class _Bridge:
+    """Stand-ins for AutoBridge and a provider (the real ones are tested in tests/bridge)."""
 
-    from nemo_beyond_nll.megatron.bridge import carry_over_run_settings
+    def __init__(self, **architecture):
+        self.architecture = architecture
 
-    base = SimpleNamespace(transformer_impl="transformer_engine", recompute_granularity="full",
-                           num_layers=28, hidden_size=3584)
-    new = SimpleNamespace(transformer_impl="local", recompute_granularity=None, num_layers=32, hidden_size=4096)
-    copied = carry_over_run_settings(base, new)
-    assert sorted(copied) == ["recompute_granularity", "transformer_impl"]
-    assert new.transformer_impl == "transformer_engine" and new.recompute_granularity == "full"
-    assert (new.num_layers, new.hidden_size) == (32, 4096)  # the architecture is the backbone's own
+    @classmethod
+    def from_hf_pretrained(cls, path, **kwargs):
+        raise AssertionError(f"the base recipe resolved {path} itself")
+
+    def to_megatron_provider(self, load_weights=False):
+        return SimpleNamespace(transformer_impl="local", recompute_granularity=None, **self.architecture)
+
+
+def test_the_base_recipe_runs_on_our_backbone():
+    def base_recipe():  # what Bridge's SFT recipe functions do
+        model = _Bridge.from_hf_pretrained("Qwen/Qwen2.5-7B").to_megatron_provider(load_weights=False)
+        model.transformer_impl, model.recompute_granularity = "transformer_engine", "full"
+        return SimpleNamespace(model=model)
+
+    ours = _Bridge(num_layers=32, hidden_size=4096)
+    container = base_recipe_on_backbone(base_recipe, _Bridge, ours)
+    # The base recipe's run settings, on the backbone's own architecture.
+    assert container.model.transformer_impl == "transformer_engine" and container.model.recompute_granularity == "full"
+    assert (container.model.num_layers, container.model.hidden_size) == (32, 4096)
+    with pytest.raises(AssertionError, match="resolved x itself"):  # the class is as it was
+        _Bridge.from_hf_pretrained("x")
+
+
+def test_a_base_recipe_without_autobridge_cannot_be_pointed_at_the_backbone():
+    with pytest.raises(ConfigError, match="does not build its model with AutoBridge"):
+        base_recipe_on_backbone(lambda: SimpleNamespace(model=None), _Bridge, _Bridge(), "pkg.recipe")
+
+
+def test_a_local_backbone_folder_needs_its_config(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert backbone_source(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(ConfigError, match="no config.json in that folder"):
+        backbone_source(str(tmp_path / "missing"))
