@@ -2,20 +2,23 @@
 
 Each job runs the real Megatron-Bridge 0.6 / Megatron-Core 0.19 code under torchrun with gloo on
 the CPU (support/cpu_redirects.py lists what is redirected), on tiny random-weight Qwen2- and
-Llama-shaped backbones imported with Bridge's own importer.
+Llama-shaped backbones imported with `nemo-beyond-nll import` (Bridge's own importer).
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+import torch
 
 from .tiny import run_job, scalars, write_hf_backbone, write_recipe, write_sort_data
 
 pytestmark = pytest.mark.bridge
 
 ARCHS = ("qwen2", "llama")
+STEPS = [1, 2, 3, 4]
 
 
 @pytest.fixture(scope="module")
@@ -30,28 +33,127 @@ def workspace(tmp_path_factory):
                               run_dir=root / f"unused_{arch}", pretrained=root / f"megatron_{arch}")
         run_job("import", recipe)
         assert (root / f"megatron_{arch}" / "latest_checkpointed_iteration.txt").is_file()
-        spaces[arch] = {"root": root, "hf": hf, "data": data, "pretrained": root / f"megatron_{arch}"}
+        spaces[arch] = {"root": root, "hf": hf, "data": data, "pretrained": root / f"megatron_{arch}", "arch": arch}
     return spaces
 
 
-def _recipe(space, name, **kwargs):
+def recipe_for(space, name, **kwargs):
     root = space["root"]
-    return write_recipe(root / f"{name}.yaml", hf_path=space["hf"], data=space["data"], run_dir=root / name,
-                        pretrained=space["pretrained"], **kwargs)
+    return write_recipe(root / f"{name}.yaml", arch=space["arch"], hf_path=space["hf"], data=space["data"],
+                        run_dir=root / name, pretrained=space["pretrained"], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def nll_runs(workspace):
+    """Per architecture, four steps of nll: through our step (`sft`) and through Bridge's own step."""
+    runs = {}
+    for arch, space in workspace.items():
+        ours, theirs = recipe_for(space, f"ours_{arch}"), recipe_for(space, f"theirs_{arch}")
+        runs[arch] = {"ours": ours.parent / f"ours_{arch}", "theirs": theirs.parent / f"theirs_{arch}",
+                      "ours_recipe": ours, "ours_output": run_job("sft", ours)}
+        run_job("bridge-sft", theirs)
+    return runs
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_nll_through_our_step_equals_bridges_own_finetune(workspace, arch):
-    space = workspace[arch]
-    ours = _recipe(space, f"ours_{arch}", arch=arch, loss="nll")
-    theirs = _recipe(space, f"theirs_{arch}", arch=arch, loss="nll")
-    run_job("sft", ours)
-    run_job("bridge-sft", theirs)
-    our_loss, their_loss = scalars(space["root"] / f"ours_{arch}", "lm loss"), scalars(space["root"] / f"theirs_{arch}", "lm loss")
-    assert sorted(our_loss) == sorted(their_loss) == [1, 2, 3, 4]
-    for step in their_loss:
-        assert our_loss[step] == pytest.approx(their_loss[step], rel=2e-6, abs=1e-6), step
-    our_norm, their_norm = scalars(space["root"] / f"ours_{arch}", "grad-norm"), scalars(space["root"] / f"theirs_{arch}", "grad-norm")
-    for step in their_norm:
-        assert our_norm[step] == pytest.approx(their_norm[step], rel=1e-5), step
-    assert their_loss[4] < their_loss[1], "four steps at lr 1e-3 should lower the loss"
+def test_nll_through_our_step_equals_bridges_own_finetune(nll_runs, arch):
+    run = nll_runs[arch]
+    for tag, rel in (("lm loss", 2e-6), ("grad-norm", 1e-5)):
+        ours, theirs = scalars(run["ours"], tag), scalars(run["theirs"], tag)
+        assert sorted(ours) == sorted(theirs) == STEPS, tag
+        for step in STEPS:
+            assert ours[step] == pytest.approx(theirs[step], rel=rel), (tag, step)
+    loss = scalars(run["ours"], "lm loss")
+    assert loss[4] < loss[1], "four steps at lr 1e-3 should lower the loss"
+    # trainer.eval_interval 0: no validation at all, neither during training nor after it.
+    assert scalars(run["ours"], "lm loss validation") == {}
+    assert "validation loss" not in run["ours_output"]
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(workspace, nll_runs):
+    space = workspace["qwen2"]
+    stopped = recipe_for(space, "resumed_qwen2", extra_overrides=["train.exit_interval=2"])
+    run_job("sft", stopped)
+    assert sorted(scalars(space["root"] / "resumed_qwen2", "lm loss")) == [1, 2]
+    resumed = recipe_for(space, "resumed_qwen2")
+    output = run_job("sft", resumed)
+    assert "from /" in output and "at iteration 2" in output  # Bridge loaded our checkpoint of step 2
+    uninterrupted = scalars(nll_runs["qwen2"]["ours"], "lm loss")
+    again = scalars(space["root"] / "resumed_qwen2", "lm loss")
+    assert sorted(again) == STEPS, again
+    for step in (3, 4):
+        assert again[step] == pytest.approx(uninterrupted[step], rel=1e-6), step
+
+
+def test_neg_p_logs_its_metrics_and_tensor_parallel_2_equals_1(workspace):
+    space = workspace["qwen2"]
+    runs = {}
+    for tp in (1, 2):
+        recipe = recipe_for(space, f"neg_p_tp{tp}", loss="neg_p", tensor_parallel=tp,
+                            extra_overrides=["validation.eval_interval=2", "validation.eval_iters=1"])
+        runs[tp] = (space["root"] / f"neg_p_tp{tp}", run_job("sft", recipe, nproc=tp))
+    run_dir, output = runs[2]
+    loss, prob, kept = (scalars(run_dir, t) for t in ("neg_p loss", "target prob", "kept fraction"))
+    assert sorted(loss) == STEPS and scalars(run_dir, "lm loss") == {}
+    for step in STEPS:
+        # Every token is kept, so the mean of 1 - p is 1 - mean p.
+        assert loss[step] == pytest.approx(1 - prob[step], abs=1e-6)
+        assert kept[step] == 1.0
+        assert loss[step] == pytest.approx(scalars(runs[1][0], "neg_p loss")[step], rel=1e-5)
+    # Validation logs the loss alone: Bridge prints a perplexity beside every validation value.
+    assert sorted(scalars(run_dir, "neg_p loss validation")) == [2, 4]
+    assert scalars(run_dir, "target prob validation") == {} and "target prob PPL" not in output
+
+
+def test_threshold_objective_logs_kept_fraction(workspace):
+    space = workspace["llama"]
+    # A random model gives p around 1/128: a threshold there keeps part of the tokens.
+    recipe = recipe_for(space, "threshold_llama", loss="neg_p_threshold", extra_overrides=[])
+    run_job("sft", recipe, "model.loss_args.threshold=0.008")
+    run_dir = space["root"] / "threshold_llama"
+    kept = scalars(run_dir, "kept fraction")
+    assert sorted(kept) == STEPS and all(0.0 < k < 1.0 for k in kept.values()), kept
+    loss = scalars(run_dir, "neg_p_threshold loss")
+    assert all(0.0 < v < 1.0 for v in loss.values()), loss
+
+
+def test_a_step_that_keeps_no_token_logs_zero_and_warns(workspace):
+    space = workspace["llama"]
+    recipe = recipe_for(space, "keeps_nothing_llama", loss="neg_p_threshold")
+    output = run_job("sft", recipe, "model.loss_args.threshold=0.9")
+    run_dir = space["root"] / "keeps_nothing_llama"
+    loss, kept, norm = (scalars(run_dir, t) for t in ("neg_p_threshold loss", "kept fraction", "grad-norm"))
+    assert sorted(loss) == STEPS
+    assert all(v == 0.0 for v in loss.values()) and all(v == 0.0 for v in kept.values())
+    assert not any(math.isnan(v) for v in list(loss.values()) + list(norm.values()))
+    assert all(v == 0.0 for v in norm.values())
+    assert "keeps no token of a micro-batch" in output and "threshold=0.9" in output
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_export_to_hugging_face_gives_the_megatron_models_logits(nll_runs, arch):
+    from transformers import AutoModelForCausalLM
+
+    output = run_job("export", nll_runs[arch]["ours_recipe"])
+    exported = nll_runs[arch]["ours"] / "hf" / "iter_0000004"
+    assert f"exported to {exported}" in output
+    saved = torch.load(exported / "megatron_logits.pt")
+    model = AutoModelForCausalLM.from_pretrained(exported, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(saved["tokens"]).logits
+    megatron = saved["logits"]
+    assert logits.shape == megatron.shape == (2, 12, 128)
+    torch.testing.assert_close(logits, megatron, rtol=1e-4, atol=1e-4)
+    # The export holds the fine-tuned weights, not the imported ones.
+    base = AutoModelForCausalLM.from_pretrained(nll_runs[arch]["ours"].parent / f"hf_{arch}", torch_dtype=torch.float32)
+    with torch.no_grad():
+        assert not torch.allclose(base(saved["tokens"]).logits, megatron, atol=1e-3)
+
+
+def test_probe_on_the_bridge_path(workspace, nll_runs):
+    output = run_job("probe", nll_runs["qwen2"]["ours_recipe"])
+    report = json.loads((nll_runs["qwen2"]["ours"] / "probe.json").read_text())
+    stats = report["stats"]
+    # The fine-tuned model's own probabilities on its training rows: 16 rows x (5 letters + EOS).
+    assert stats["num_tokens"] == 64 * 6 and 0.0 < stats["mean_p"] < 0.5, stats
+    assert report["recommendation"]["placement"] == "weak" and "weak" in output

@@ -20,20 +20,15 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 SUPPORT = HERE / "support"
 
-# What a CPU run of Bridge needs in place of the GPU recipes' kernels and precision: gloo, Megatron's
-# local (non-TE) layers, fp32, the plain optimizer (the distributed one asserts
-# CUDA tensor types), weights initialised on the CPU.
+# What a CPU run of Bridge needs in place of the GPU recipes' settings: gloo, Megatron's local
+# (non-TE) layers, the plain optimizer (the distributed one asserts CUDA tensor types), weights
+# initialised on the CPU. fp32 comes from the recipe's own optim.bf16=false.
 CPU_OVERRIDES = [
     "dist.distributed_backend=gloo",
     "model.transformer_impl=local",
     "model.use_cpu_initialization=true",
     "optimizer.use_distributed_optimizer=false",
     "ddp.use_distributed_optimizer=false",
-    "mixed_precision=null",
-    "model.bf16=false",
-    "optimizer.bf16=false",
-    "model.params_dtype=float32",
-    "ddp.average_in_collective=false",  # TEMP until merged
 ]
 
 BASE_RECIPES = {
@@ -92,6 +87,7 @@ def write_recipe(path: Path, *, arch: str, hf_path: Path, data: Path, run_dir: P
                     "save_interval": 2, "log_interval": 1, "seed": 1234},
         "optim": {"lr": 1.0e-3, "warmup_ratio": 0.0, "bf16": False},
         "checkpoint": {"dir": str(run_dir)},
+        "launch": {"nnodes": 1, "nproc_per_node": tensor_parallel},
         "bridge": {"recipe": BASE_RECIPES[arch], "overrides": CPU_OVERRIDES + list(extra_overrides)},
     }
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))

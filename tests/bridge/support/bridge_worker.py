@@ -21,18 +21,38 @@ def _gloo_group() -> None:
         dist.init_process_group("gloo")
 
 
+def export_with_megatron_logits(recipe, overrides) -> int:
+    """Export the run's latest checkpoint to Hugging Face format (the project's export), and save the
+    Megatron model's logits for fixed tokens beside it (`megatron_logits.pt`) for the test to compare."""
+    import torch
+    from megatron.bridge.training.model_load_save import load_megatron_model
+
+    from nemo_beyond_nll.eval.backends import export_hf_checkpoint, latest_checkpoint
+    from nemo_beyond_nll.megatron.bridge import run_paths
+    from nemo_beyond_nll.megatron.cpu import causal_mask
+    from nemo_beyond_nll.recipe import load_recipe
+
+    cfg = load_recipe(recipe, overrides)
+    exported = export_hf_checkpoint(cfg)
+    model = load_megatron_model(str(latest_checkpoint(run_paths(cfg)["checkpoints"])), use_cpu_init=True,
+                                skip_temp_dist_context=True)
+    model = model[0] if isinstance(model, list) else model
+    model.eval()
+    tokens = torch.arange(3, 3 + 24).reshape(2, 12)
+    position_ids = torch.arange(12)[None].expand(2, -1)
+    with torch.no_grad():
+        logits = model(tokens, position_ids, causal_mask(12))
+    torch.save({"tokens": tokens, "logits": logits.float()}, exported / "megatron_logits.pt")
+    print(f"exported to {exported}")
+    return 0
+
+
 def main(argv) -> int:
     import cpu_redirects
 
     cpu_redirects.apply()
     cpu_redirects.apply_bridge()
     job, recipe, *overrides = argv
-    # TEMPORARY until build_config resolves only the recipe's backbone
-    import yaml
-    from megatron.bridge import AutoBridge
-    _hf = yaml.safe_load(open(recipe))["model"]["hf_path"]
-    _orig = AutoBridge.from_hf_pretrained.__func__
-    AutoBridge.from_hf_pretrained = classmethod(lambda cls, path, *a, **k: _orig(cls, _hf, *a, **k))
     from nemo_beyond_nll import cli
 
     if job in ("import", "export"):
@@ -49,11 +69,7 @@ def main(argv) -> int:
         finetune(build_config(load_recipe(recipe, overrides)), gpt_step.forward_step)
         return 0
     if job == "export":
-        from nemo_beyond_nll.eval.backends import export_hf_checkpoint
-        from nemo_beyond_nll.recipe import load_recipe
-
-        print(f"exported to {export_hf_checkpoint(load_recipe(recipe, overrides))}")
-        return 0
+        return export_with_megatron_logits(recipe, overrides)
     return cli.main([job, "--config", recipe, *overrides])
 
 

@@ -152,11 +152,20 @@ def apply_bridge() -> None:
     @functools.wraps(seed)
     def set_random_seed(*args, **kwargs):
         seed(*args, **kwargs)
-        # Bridge seeds the model-parallel RNG tracker only when a CUDA device exists; the plain
-        # (inference) tracker draws the same dropout mask on every TP rank (tests use dropout 0).
+        # Bridge seeds the model-parallel RNG tracker only when a CUDA device exists. Seeded here
+        # with the seed Bridge just gave torch, the tracker keeps its named states (through the
+        # torch.cuda RNG redirects above) so checkpoints save and restore them as on a GPU; dropout
+        # draws from the CPU generator.
         from megatron.core import tensor_parallel
 
-        tensor_parallel.random.initialize_rng_tracker(inference_rng_tracker=True, force_reset=True)
+        tensor_parallel.model_parallel_cuda_manual_seed(torch.initial_seed())
+
+    # The tracker's "CUDA" generator state is the CPU generator's: fork() swaps it in and out as it
+    # swaps the GPU's on a GPU.
+    from megatron.core.tensor_parallel import random as tp_random
+
+    tp_random._get_cuda_rng_state = lambda device="cuda", clone=False, graph_safe=False: torch.get_rng_state()
+    tp_random._set_cuda_rng_state = lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)
 
     initialize._set_random_seed = set_random_seed
 
