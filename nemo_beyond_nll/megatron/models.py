@@ -27,7 +27,8 @@ def build_tiny_gpt(cfg: TinyGPTConfig, *, seed: int = 1234, tensor_parallel: int
     draws the whole matrix and gives each rank its slice.
     """
     from megatron.core.models.gpt import GPTModel
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec, get_gpt_mtp_block_spec
+    from megatron.core.models.gpt.gpt_layer_specs import (get_gpt_decoder_block_spec, get_gpt_layer_local_spec,
+                                                          get_gpt_mtp_block_spec)
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     config = TransformerConfig(
@@ -43,11 +44,14 @@ def build_tiny_gpt(cfg: TinyGPTConfig, *, seed: int = 1234, tensor_parallel: int
         mtp_num_layers=cfg.mtp_num_layers,
     )
     spec = get_gpt_layer_local_spec()
+    # A block spec, so that the final norm is local too: from a bare layer spec, TransformerBlock
+    # picks Transformer Engine's norm whenever TE imports, and TE's norm runs on CUDA only.
+    block_spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False)
     mtp_spec = get_gpt_mtp_block_spec(config, spec, use_transformer_engine=False) if cfg.mtp_num_layers else None
     torch.manual_seed(seed)
     return GPTModel(
         config=config,
-        transformer_layer_spec=spec,
+        transformer_layer_spec=block_spec,
         mtp_block_spec=mtp_spec,
         vocab_size=cfg.vocab_size,
         max_sequence_length=cfg.seq_length,

@@ -10,7 +10,7 @@ and spiky-loss checks (the rerun state machine) apply to our objectives as to it
 
 from __future__ import annotations
 
-import logging
+import sys
 from functools import partial
 from typing import Dict, Tuple
 
@@ -18,8 +18,6 @@ import torch
 
 from ..objectives import Objective
 from .hook import install, installed_objective, last_output
-
-logger = logging.getLogger(__name__)
 
 # Added to every logged count: a step that keeps no token then logs 0 instead of 0/0 = NaN, and a
 # count >= 1 is unchanged (1e-30 is far below float32's resolution there).
@@ -127,11 +125,11 @@ class ObjectiveForwardStep:
         if counted.sum() == 0 and mask.sum() > 0 and step != self._warned_step:
             self._warned_step = step
             mean_p = float((out.prob.reshape(-1).float() * mask).sum() / mask.sum())
-            logger.warning(
-                "%s keeps no token of a micro-batch at step %d (kept fraction 0 of %d tokens, mean p %.4g): "
-                "it trains nothing there; lower model.loss_args.threshold if this persists",
-                self.objective, step, int(mask.sum()), mean_p,
-            )
+            # Printed, not logged: Bridge's logging set-up filters out WARNING records by default.
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            print(f"[rank {rank}] WARNING: {self.objective} keeps no token of a micro-batch at step {step} "
+                  f"(kept fraction 0 of {int(mask.sum())} tokens, mean p {mean_p:.4g}): it trains nothing there; "
+                  f"lower model.loss_args.threshold if this persists", file=sys.stderr, flush=True)
         if self.hist_interval and step % self.hist_interval == 0 and step != self._logged_step:
             self._logged_step = step
             values = out.prob.reshape(-1)[loss_mask.reshape(-1).bool()].float().cpu()

@@ -134,7 +134,7 @@ def test_a_step_that_keeps_no_token_logs_zero_and_warns(workspace):
 def test_export_to_hugging_face_gives_the_megatron_models_logits(nll_runs, arch):
     from transformers import AutoModelForCausalLM
 
-    output = run_job("export", nll_runs[arch]["ours_recipe"])
+    output = run_job("export", nll_runs[arch]["ours_recipe"], nproc=None)
     exported = nll_runs[arch]["ours"] / "hf" / "iter_0000004"
     assert f"exported to {exported}" in output
     saved = torch.load(exported / "megatron_logits.pt")

@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -94,13 +95,14 @@ def write_recipe(path: Path, *, arch: str, hf_path: Path, data: Path, run_dir: P
     return path
 
 
-def run_job(job: str, recipe: Path, *overrides: str, nproc: int = 1, timeout: int = 900) -> str:
-    """Run one bridge_worker job under torchrun; its output, or an AssertionError with its tail."""
+def run_job(job: str, recipe: Path, *overrides: str, nproc: Optional[int] = 1, timeout: int = 900) -> str:
+    """Run one bridge_worker job under torchrun (`nproc` ranks; None: a plain process); its output,
+    or an AssertionError with its tail."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(SUPPORT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("MASTER_PORT", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(SUPPORT / "bridge_worker.py"), job, str(recipe), *overrides]
+    launcher = [] if nproc is None else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = [sys.executable, *launcher, str(SUPPORT / "bridge_worker.py"), job, str(recipe), *overrides]
     done = subprocess.run(cmd, env=env, cwd=recipe.parent, capture_output=True, text=True, timeout=timeout)
     output = done.stdout + done.stderr
     if done.returncode != 0:

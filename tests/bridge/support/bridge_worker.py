@@ -3,8 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node=N bridge_worker.py JOB RECIPE [overrides]
 
 JOB: `import` (the CLI's import), `sft` (the CLI's sft: our step), `bridge-sft` (the same config
-with Bridge's own forward step and loss), `export` (the run's latest checkpoint to Hugging Face),
-`probe` (the CLI's probe). The CUDA redirects of cpu_redirects.py are applied first; everything
+with Bridge's own forward step and loss), `probe` (the CLI's probe), and, as a plain process (no
+torchrun, as the evaluation runs it), `export` (the run's latest checkpoint to Hugging Face). The CUDA redirects of cpu_redirects.py are applied first; everything
 else is the project's and Megatron-Bridge's own code.
 """
 
@@ -14,7 +14,7 @@ import sys
 
 
 def _gloo_group() -> None:
-    """Bridge's importer and exporter start an NCCL group when none exists: start gloo first."""
+    """Bridge's importer and the probe's model provider start an NCCL group when none exists: start gloo first."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -25,7 +25,8 @@ def export_with_megatron_logits(recipe, overrides) -> int:
     """Export the run's latest checkpoint to Hugging Face format (the project's export), and save the
     Megatron model's logits for fixed tokens beside it (`megatron_logits.pt`) for the test to compare."""
     import torch
-    from megatron.bridge.training.model_load_save import load_megatron_model
+    from megatron.core import tensor_parallel
+    from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
 
     from nemo_beyond_nll.eval.backends import export_hf_checkpoint, latest_checkpoint
     from nemo_beyond_nll.megatron.bridge import run_paths
@@ -33,15 +34,17 @@ def export_with_megatron_logits(recipe, overrides) -> int:
     from nemo_beyond_nll.recipe import load_recipe
 
     cfg = load_recipe(recipe, overrides)
-    exported = export_hf_checkpoint(cfg)
-    model = load_megatron_model(str(latest_checkpoint(run_paths(cfg)["checkpoints"])), use_cpu_init=True,
-                                skip_temp_dist_context=True)
-    model = model[0] if isinstance(model, list) else model
-    model.eval()
+    exported = export_hf_checkpoint(cfg)  # Bridge's exporter starts (and ends) a process group of its own
     tokens = torch.arange(3, 3 + 24).reshape(2, 12)
     position_ids = torch.arange(12)[None].expand(2, -1)
-    with torch.no_grad():
-        logits = model(tokens, position_ids, causal_mask(12))
+    with temporary_distributed_context(backend="gloo"):
+        model = load_megatron_model(str(latest_checkpoint(run_paths(cfg)["checkpoints"])), use_cpu_init=True,
+                                    skip_temp_dist_context=True)
+        model = model[0] if isinstance(model, list) else model
+        model.eval()
+        tensor_parallel.model_parallel_cuda_manual_seed(0)  # attention forks the model-parallel RNG stream
+        with torch.no_grad():
+            logits = model(tokens, position_ids, causal_mask(12))
     torch.save({"tokens": tokens, "logits": logits.float()}, exported / "megatron_logits.pt")
     print(f"exported to {exported}")
     return 0
@@ -55,7 +58,7 @@ def main(argv) -> int:
     job, recipe, *overrides = argv
     from nemo_beyond_nll import cli
 
-    if job in ("import", "export"):
+    if job in ("import", "probe"):
         _gloo_group()
     if job == "bridge-sft":
         from megatron.bridge.training import gpt_step
