@@ -30,6 +30,10 @@ rm -rf "$env_dir"
 "$python312" -m venv "$env_dir"
 # Outside pip's own cap on this machine's torch (a constraint file for the Python 3.11 wheels).
 export PIP_CONSTRAINT=""
-"$env_dir/bin/pip" install -q --no-deps -r "$lock" 1>&2
+if ! "$env_dir/bin/pip" install -q --no-deps -r "$lock" > "$env_dir/build.log" 2>&1; then
+  tail -n 40 "$env_dir/build.log" >&2
+  echo "build_env.sh: error: installing $lock failed (log: $env_dir/build.log)" >&2
+  exit 1
+fi
 touch "$env_dir/.complete"
 echo "$env_dir"
