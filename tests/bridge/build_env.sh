@@ -19,7 +19,14 @@ if [ -f "$env_dir/.complete" ]; then
   exit 0
 fi
 
-python312="$(PYENV_VERSION=3.12.1 pyenv which python 2>/dev/null || command -v python3.12 || true)"
+python312=""
+for candidate in "$(PYENV_VERSION=3.12.1 pyenv which python 2>/dev/null || true)" "$(command -v python3.12 || true)" \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
+  if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    python312="$candidate"
+    break
+  fi
+done
 if [ -z "$python312" ]; then
   echo "build_env.sh: error: Python 3.12 not found (pyenv 3.12.1 or python3.12 on PATH)" >&2
   exit 2
