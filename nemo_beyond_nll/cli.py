@@ -34,7 +34,7 @@ class CLIError(Exception):
 def _write_run_config(cfg) -> Path:
     from omegaconf import OmegaConf
 
-    from .train.files import atomic_write_text
+    from .utils.files import atomic_write_text
 
     run_dir = Path(cfg.checkpoint.dir)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

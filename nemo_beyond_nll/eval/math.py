@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Optional
 
-from .time_limit import call_with_time_limit
+from ..utils.time_limit import call_with_time_limit
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -74,7 +74,7 @@ def is_equiv(pred: Optional[str], gold: Optional[str], timeout: float = DEFAULT_
     Both are answers, not whole solutions (see :func:`extract_answer`): "\\frac{1}{2}", "0.5",
     "x = 3", "(1, 2]", "5\\text{ cm}". A missing or blank answer is never equivalent. A comparison
     that has not finished after `timeout` seconds counts as not equivalent; this holds in any
-    thread (see :mod:`nemo_beyond_nll.eval.time_limit`).
+    thread (see :mod:`nemo_beyond_nll.utils.time_limit`).
     """
     if pred is None or gold is None:
         return False

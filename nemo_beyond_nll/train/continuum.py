@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..objectives import get_objective
 from .cpu_trainer import probe_base, train
-from .files import atomic_write, atomic_write_text
+from ..utils.files import atomic_write, atomic_write_text
 
 
 def _variant(cfg: DictConfig, run_dir: Path, **changes) -> DictConfig:

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from nemo_beyond_nll.eval.time_limit import call_with_time_limit, resolve
+from nemo_beyond_nll.utils.time_limit import call_with_time_limit, resolve
 
-SLOW = "tests.eval.slow"
+SLOW = "tests.utils.slow"
 
 
 def in_thread(func, *args):
@@ -85,7 +85,7 @@ def test_errors_reach_the_caller():
         in_thread(call_with_time_limit, f"{SLOW}:fail", ("boom",), 5, None)
 
 
-@pytest.mark.parametrize("name", ["tests.eval.slow", "tests.eval.slow:", ":echo"])
+@pytest.mark.parametrize("name", ["tests.utils.slow", "tests.utils.slow:", ":echo"])
 def test_bad_names(name):
     with pytest.raises(ValueError, match="module:qualname"):
         resolve(name)
