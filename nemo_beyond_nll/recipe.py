@@ -32,7 +32,7 @@ class TinyModel:
 
 @dataclass
 class ModelSection:
-    loss: str = "nll"  # any objective name; see nemo_beyond_nll.objectives
+    loss: str = "nll"  # any objective name; see nemo_beyond_nll.core.objectives
     loss_args: Dict[str, Any] = field(default_factory=dict)
     loss_fusion: Optional[str] = None  # "linear": fuse the output layer into the loss (no logits tensor)
     hf_path: Optional[str] = None  # Hugging Face id or folder of the backbone (bridge engine)

@@ -16,9 +16,9 @@ from typing import Iterable, Optional, Union
 
 import torch
 
-from ..linear import vocab_parallel_linear_objective
-from ..objectives import Objective, get_objective
-from ..vocab_parallel import ObjectiveOutput, vocab_parallel_objective
+from ..core.linear import vocab_parallel_linear_objective
+from ..core.objectives import Objective, get_objective
+from ..core.vocab_parallel import ObjectiveOutput, vocab_parallel_objective
 from . import fused_output
 
 _METHOD = "compute_language_model_loss"

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
-from ..objectives import get_objective
+from ..core.objectives import get_objective
 from .cpu_trainer import probe_base, train
 from ..utils.files import atomic_write, atomic_write_text
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nemo_beyond_nll import get_objective, vocab_parallel_objective
-from nemo_beyond_nll import triton_kernels
-from nemo_beyond_nll.vocab_parallel import BACKEND_ENV, resolve_backend
+from nemo_beyond_nll.core import triton_kernels
+from nemo_beyond_nll.core.backends import BACKEND_ENV, resolve_backend
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
@@ -138,6 +138,6 @@ def test_backend_choice(monkeypatch, kernel_calls):
 
 
 def test_tensor_parallel_triton_equals_whole_vocabulary(torchrun):
-    output = torchrun("vocab_parallel_tp_worker.py", 2, "triton")
+    output = torchrun("core/vocab_parallel_tp_worker.py", 2, "triton")
     assert output.count("TP=2 equals the whole vocabulary") == 2
     assert output.count("backend triton") == 2

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from nemo_beyond_nll import get_objective, vocab_parallel_linear_objective, vocab_parallel_objective
-from nemo_beyond_nll import triton_kernels
-from nemo_beyond_nll.linear import default_chunk_vocab
+from nemo_beyond_nll.core import triton_kernels
+from nemo_beyond_nll.core.linear import default_chunk_vocab
 
 OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft"]
 TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.bfloat16: (2e-2, 2e-2)}
@@ -134,5 +134,5 @@ def test_bad_inputs_raise():
 
 @pytest.mark.parametrize("tp", [2, 4])
 def test_tensor_parallel_equals_whole_vocabulary(torchrun, tp):
-    output = torchrun("linear_tp_worker.py", tp)
+    output = torchrun("core/linear_tp_worker.py", tp)
     assert output.count(f"fused TP={tp} equals the unfused whole vocabulary") == tp

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from nemo_beyond_nll import FAMILIES, get_objective
-from nemo_beyond_nll.objectives import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from nemo_beyond_nll.core.objectives import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 
-from .reference import CLOSED_FORM
+from ..reference import CLOSED_FORM
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tp_checks import check, collectives, counting, fail, same_on_all_ranks
 
-import nemo_beyond_nll.vocab_parallel as vp
+from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_objective
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
@@ -31,11 +31,11 @@ def main():
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     group = dist.new_group(list(range(world)))
-    vp._all_gather_flat = counting(vp._all_gather_flat)
+    passes.all_gather_flat = counting(passes.all_gather_flat)
     dist.all_reduce = counting(dist.all_reduce)
     launches = []
     if BACKEND == "triton":
-        from nemo_beyond_nll import triton_kernels
+        from nemo_beyond_nll.core import triton_kernels
 
         triton_kernels.MAX_BLOCK_V = 16  # two blocks per row of 24, the second one partial
         for name in ("row_stats", "write_gradient"):

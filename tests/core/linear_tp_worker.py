@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 from tp_checks import check, collectives, counting, fail, same_on_all_ranks
 
-import nemo_beyond_nll.linear as linear
-import nemo_beyond_nll.vocab_parallel as vp
+import nemo_beyond_nll.core.linear as linear
+from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_linear_objective, vocab_parallel_objective
 
 OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft"]
@@ -24,7 +24,7 @@ def main():
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     group = dist.new_group(list(range(world)))
-    vp._all_gather_flat = counting(vp._all_gather_flat, "all_gather")
+    passes.all_gather_flat = counting(passes.all_gather_flat, "all_gather")
     linear.dist.all_reduce = counting(dist.all_reduce, "all_reduce")
 
     n, h, v_local = 14, 6, 11
