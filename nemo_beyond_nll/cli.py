@@ -159,7 +159,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data import build, hf_chat_template
+    from .data import hf_chat_template
+    from .domains import build
 
     options = {k: v for k, v in (("limit", args.limit), ("max_length", args.max_length)) if v is not None}
     if args.domain == "figfont":

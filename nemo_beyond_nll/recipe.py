@@ -107,7 +107,7 @@ class EvalSection:
     max_new_tokens: int = 3072
     num_samples: Optional[int] = None  # None: the whole benchmark
     backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
-    # Local benchmark copies (see nemo_beyond_nll.eval.benchmarks); a benchmark without one comes from the hub.
+    # Local benchmark copies (see nemo_beyond_nll.eval.benchmark_sets); a benchmark without one comes from the hub.
     benchmark_dir: Optional[str] = None  # holds <benchmark>.jsonl (.json, .parquet) or a folder <benchmark>/
     benchmark_files: Dict[str, str] = field(default_factory=dict)  # benchmark -> file or folder; wins over benchmark_dir
 

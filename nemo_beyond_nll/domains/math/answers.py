@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Optional
 
-from ..utils.time_limit import call_with_time_limit
+from ...utils.time_limit import call_with_time_limit
 
 DEFAULT_TIMEOUT_S = 5.0
 

@@ -1,6 +1,6 @@
 import pytest
 
-from nemo_beyond_nll.eval.grade import grade
+from nemo_beyond_nll.domains import grade
 
 MATH_ROW = {"prompt": "...", "completion": "...", "answer": r"\frac{1}{2}"}
 MEDICAL_ROW = {"prompt": "...", "completion": "...", "answer": "C", "options": {"A": "Aspirin", "B": "Heparin", "C": "Warfarin"}}
@@ -39,7 +39,7 @@ def test_bad_input(domain, row, message):
 
 
 def test_built_rows_grade_their_own_completions(tmp_path):
-    from nemo_beyond_nll.data import build
+    from nemo_beyond_nll.domains import build
     from tests.data.fixtures import m23k_row, numina_rows, read_jsonl, write_jsonl
 
     write_jsonl(tmp_path / "math.jsonl", numina_rows(5))

@@ -1,10 +1,10 @@
 import datasets
 
-from nemo_beyond_nll.data import build
-from nemo_beyond_nll.data.math import HUB_ID, INSTRUCTION
-from nemo_beyond_nll.eval.math import extract_answer
+from nemo_beyond_nll.domains import build
+from nemo_beyond_nll.domains.math import HUB_ID, INSTRUCTION
+from nemo_beyond_nll.domains.math import extract_answer
 
-from .fixtures import numina_row, numina_rows, read_jsonl, write_jsonl
+from ..data.fixtures import numina_row, numina_rows, read_jsonl, write_jsonl
 
 
 def test_malformed_and_unboxed_rows_are_counted(tmp_path):

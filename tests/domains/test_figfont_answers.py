@@ -1,6 +1,6 @@
 import pytest
 
-from nemo_beyond_nll.eval.figfont import score
+from nemo_beyond_nll.domains.figfont import score
 
 
 @pytest.mark.parametrize("pred", ["BABBLED", "babbled", "  Babbled\n", "\tBABBLED  "])

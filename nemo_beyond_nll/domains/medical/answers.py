@@ -12,7 +12,7 @@ import re
 import string
 from typing import Dict, Mapping, Optional, Sequence, Union
 
-from .math import extract_answer
+from ..math.answers import extract_answer
 
 Options = Union[Mapping[str, str], Sequence[str]]
 

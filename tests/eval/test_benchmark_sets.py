@@ -2,11 +2,11 @@ from collections import Counter
 
 import pytest
 
-from nemo_beyond_nll.data.figfont import INSTRUCTION as FIGFONT_INSTRUCTION
-from nemo_beyond_nll.data.figfont import figfont_example, generate_puzzles
-from nemo_beyond_nll.data.math import math_example
-from nemo_beyond_nll.data.medical import medical_example
-from nemo_beyond_nll.eval.benchmarks import (
+from nemo_beyond_nll.domains.figfont import INSTRUCTION as FIGFONT_INSTRUCTION
+from nemo_beyond_nll.domains.figfont import figfont_example, generate_puzzles
+from nemo_beyond_nll.domains.math import math_example
+from nemo_beyond_nll.domains.medical import medical_example
+from nemo_beyond_nll.eval.benchmark_sets import (
     BENCHMARKS,
     DOMAIN_BENCHMARKS,
     FIGFONT_SEED,
@@ -15,8 +15,8 @@ from nemo_beyond_nll.eval.benchmarks import (
     load_benchmark,
     load_benchmarks,
 )
-from nemo_beyond_nll.eval.grade import grade
-from nemo_beyond_nll.eval.medical import parse_options
+from nemo_beyond_nll.domains import grade
+from nemo_beyond_nll.domains.medical import parse_options
 from tests.data.fixtures import write_jsonl
 
 from .benchmark_rows import FIXTURES, fixture_lines

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from nemo_beyond_nll.eval.math import extract_answer, is_equiv
+from nemo_beyond_nll.domains.math import extract_answer, is_equiv
 
 
 @pytest.mark.parametrize(

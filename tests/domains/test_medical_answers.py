@@ -1,6 +1,6 @@
 import pytest
 
-from nemo_beyond_nll.eval.medical import extract_choice, option_map, parse_options, stated_choice
+from nemo_beyond_nll.domains.medical import extract_choice, option_map, parse_options, stated_choice
 
 DRUGS = ["Aspirin", "Heparin", "Warfarin", "Clopidogrel"]
 

@@ -11,7 +11,7 @@ that names them differently needs `fields`):
 The completion is the reasoning and the written answer. The options are read from an `options`
 field when a row has one (a list, or a mapping of letters to texts), else from the question's
 lettered lines. When the completion states no choice (see
-:func:`nemo_beyond_nll.eval.medical.stated_choice`), a last line "The answer is X." is added, so
+:func:`nemo_beyond_nll.domains.medical.answers.stated_choice`), a last line "The answer is X." is added, so
 that every completion ends in the form the prompt asks for and the grader reads first; rows whose
 completion states another option than the gold letter are dropped.
 """
@@ -22,9 +22,9 @@ import string
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from ..eval.medical import option_map, parse_options, stated_choice
-from .pipeline import Example, SkipRow, text_field, write_sft_splits
-from .sources import open_rows
+from ...data.pipeline import Example, SkipRow, text_field, write_sft_splits
+from ...data.sources import open_rows
+from .answers import option_map, parse_options, stated_choice
 
 HUB_ID = "UCSC-VLAA/m23k-tokenized"
 M23K_FIELDS = {

@@ -2,7 +2,7 @@
 
 The prompt is the problem and an instruction to box the final answer; the completion is the
 solution. Only solutions with a final \\boxed{} answer are kept, and that answer is stored as
-`answer` for grading with :func:`nemo_beyond_nll.eval.math.is_equiv`.
+`answer` for grading with :func:`nemo_beyond_nll.domains.math.answers.is_equiv`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from ..eval.math import extract_answer
-from .pipeline import Example, SkipRow, text_field, write_sft_splits
-from .sources import open_rows
+from ...data.pipeline import Example, SkipRow, text_field, write_sft_splits
+from ...data.sources import open_rows
+from .answers import extract_answer
 
 HUB_ID = "AI-MO/NuminaMath-CoT"
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."

@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 from tqdm import tqdm
 
-from .pipeline import Example, text_field, write_sft_splits
-from .sources import open_rows
+from ...data.pipeline import Example, text_field, write_sft_splits
+from ...data.sources import open_rows
 
 TASK = "figlet_font"
 INSTRUCTION = "Answer with the word only."

@@ -1,10 +1,10 @@
 import pytest
 
-from nemo_beyond_nll.data import build
-from nemo_beyond_nll.data.figfont import INSTRUCTION, generate_puzzles
-from nemo_beyond_nll.eval.figfont import score
+from nemo_beyond_nll.domains import build
+from nemo_beyond_nll.domains.figfont import INSTRUCTION, generate_puzzles
+from nemo_beyond_nll.domains.figfont import score
 
-from .fixtures import read_jsonl, write_jsonl
+from ..data.fixtures import read_jsonl, write_jsonl
 
 
 def test_generation_is_seeded():

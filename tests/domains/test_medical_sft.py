@@ -1,10 +1,10 @@
 import pytest
 
-from nemo_beyond_nll.data import build
-from nemo_beyond_nll.data.medical import INSTRUCTION
-from nemo_beyond_nll.eval.medical import extract_choice
+from nemo_beyond_nll.domains import build
+from nemo_beyond_nll.domains.medical import INSTRUCTION
+from nemo_beyond_nll.domains.medical import extract_choice
 
-from .fixtures import M23K_PROMPT, m23k_row, read_jsonl, write_jsonl
+from ..data.fixtures import M23K_PROMPT, m23k_row, read_jsonl, write_jsonl
 
 OPTIONS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Clopidogrel"}
 
