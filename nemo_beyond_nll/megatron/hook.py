@@ -35,7 +35,8 @@ def _language_modules(model) -> list:
     return found
 
 
-def _tp_group(module):
+def tensor_parallel_group(module):
+    """The tensor-parallel group `module` runs in: its own pg_collection's, else Megatron's global one."""
     pg_collection = getattr(module, "pg_collection", None)
     if pg_collection is not None and getattr(pg_collection, "tp", None) is not None:
         return pg_collection.tp
@@ -62,7 +63,7 @@ def _objective_language_model_loss(self, labels: torch.Tensor, logits) -> torch.
             logits,
             labels.transpose(0, 1),
             self.beyond_nll_objective,
-            tp_group=_tp_group(self),
+            tp_group=tensor_parallel_group(self),
             check_targets=self.beyond_nll_check_targets,
         )
     # Kept for the training step's metrics and kept-token reduction, in the labels' [b, s] layout.
