@@ -54,10 +54,8 @@ def _launch_cpu_workers(cfg, mode: str) -> int:
 
 
 def _bridge():
-    try:
-        from .megatron import bridge
-    except ImportError as err:  # pragma: no cover - exercised only without the package's own module
-        raise CLIError(f"engine=bridge: {err}") from None
+    from .megatron import bridge  # pure Python until a command runs; Megatron-Bridge is imported inside
+
     return bridge
 
 

@@ -16,8 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, apply_overrides, load_config, objective_from_config
+from .domains import DOMAINS
 
 ENGINES = ("bridge", "cpu")
+DATA_DOMAINS = (*DOMAINS, "synthetic")  # synthetic: the CPU recipes' generated letter tasks
 
 
 @dataclass
@@ -169,6 +171,8 @@ def validate(cfg: DictConfig) -> None:
     """Checks across keys that the schema's types cannot express."""
     if cfg.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
+    if cfg.data.domain not in DATA_DOMAINS:
+        raise ConfigError(f"data.domain must be one of {', '.join(DATA_DOMAINS)}, got {cfg.data.domain!r}")
     objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
     for key in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
         if cfg.model[key] < 1:

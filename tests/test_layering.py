@@ -16,7 +16,7 @@ MAY_IMPORT = {
     "config": {"core"},
     "domains": {"data", "utils"},
     "probe": {"utils"},
-    "recipe": {"config"},
+    "recipe": {"config", "domains"},
     "nemo": {"core", "config"},
     "megatron": {"core", "config", "data", "probe", "utils"},
     "eval": {"config", "data", "domains", "megatron", "utils"},
