@@ -23,6 +23,8 @@ MAY_IMPORT = {
     "train": {"core", "config", "data", "megatron", "probe", "utils"},
     "cli": {"config", "data", "domains", "eval", "megatron", "recipe", "train", "utils"},
     "__main__": {"cli"},
+    # (data/__init__.py's __getattr__ resolves the former data.build from domains on first use, by
+    # importlib, so that importing data never imports domains)
     # the package root re-exports the public API; the former module paths alias their new homes
     "__init__": {"core"},
     "objectives": {"core"},

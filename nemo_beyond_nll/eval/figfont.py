@@ -1,0 +1,10 @@
+"""Former path of :mod:`nemo_beyond_nll.domains.figfont.answers`, kept so that existing imports keep working.
+
+The name is bound to the very same module object, so attributes set on one are seen on the other.
+"""
+
+import sys
+
+from ..domains.figfont import answers as _moved
+
+sys.modules[__name__] = _moved
