@@ -7,6 +7,16 @@ loss `[b, s]`, and everything above it (Megatron-Bridge's step, pipeline schedul
 
 `install(..., fusion="linear")` also fuses the output layer into the loss (see `fused_output`), so
 that training with labels never materialises the logits.
+
+Per-token prob and kept: Megatron-Core's `forward(..., labels=labels)` returns the loss tensor and
+nothing else, and Megatron-Bridge's step and schedules rely on that, so the probabilities and the
+kept mask cannot come back as extra return values without changing Megatron's contract. They are
+therefore kept on the LanguageModule by the installed loss, and :func:`last_output` is the one
+public, tested way to read them (the training step and the CPU engine use it). Nothing is swapped
+at run time on the `output_processor` route (megatron-core 0.18+): `fused_output` passes its
+processor through GPTModel.forward's own argument; only 0.16/0.17, which lack that argument, defer
+the output layer. Outside Megatron, the plain module and functions of :mod:`nemo_beyond_nll.core`
+return the per-token outputs as values.
 """
 
 from __future__ import annotations
@@ -121,7 +131,11 @@ def installed_objective(model) -> Optional[Objective]:
 
 
 def last_output(model) -> Optional[ObjectiveOutput]:
-    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None."""
+    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None.
+
+    Public and stable: Megatron's forward returns only the loss, so this is how callers (the
+    training step's metrics and kept-token reduction, the probe) get prob and kept.
+    """
     return getattr(_language_modules(model)[-1], "beyond_nll_last_output", None)
 
 
