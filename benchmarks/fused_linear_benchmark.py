@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from loss_benchmark import DTYPES, PeakMemory  # noqa: E402
 
 from nemo_beyond_nll import vocab_parallel_linear_objective, vocab_parallel_objective  # noqa: E402
-from nemo_beyond_nll.linear import default_chunk_vocab  # noqa: E402
+from nemo_beyond_nll.core.linear import default_chunk_vocab  # noqa: E402
 
 
 def unfused(hidden, weight, target, objective, chunk_vocab):

@@ -1,15 +1,21 @@
 """Probability-based SFT objectives (beyond -log p) as an exact vocab-parallel loss for Megatron/NeMo."""
 
-from .objectives import FAMILIES, REFERENCE_NAMES, Objective, get_objective
-from .linear import vocab_parallel_linear_objective
-from .vocab_parallel import ObjectiveOutput, vocab_parallel_objective
+from .core.functional import linear_objective_loss, objective_loss
+from .core.linear import vocab_parallel_linear_objective
+from .core.module import LinearProbabilityObjectiveLoss, ProbabilityObjectiveLoss
+from .core.objectives import FAMILIES, REFERENCE_NAMES, Objective, get_objective
+from .core.vocab_parallel import ObjectiveOutput, vocab_parallel_objective
 
 __all__ = [
     "FAMILIES",
     "REFERENCE_NAMES",
+    "LinearProbabilityObjectiveLoss",
     "Objective",
     "ObjectiveOutput",
+    "ProbabilityObjectiveLoss",
     "get_objective",
+    "linear_objective_loss",
+    "objective_loss",
     "vocab_parallel_linear_objective",
     "vocab_parallel_objective",
 ]

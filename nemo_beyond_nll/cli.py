@@ -34,7 +34,7 @@ class CLIError(Exception):
 def _write_run_config(cfg) -> Path:
     from omegaconf import OmegaConf
 
-    from .train.files import atomic_write_text
+    from .utils.files import atomic_write_text
 
     run_dir = Path(cfg.checkpoint.dir)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -54,10 +54,8 @@ def _launch_cpu_workers(cfg, mode: str) -> int:
 
 
 def _bridge():
-    try:
-        from .megatron import bridge
-    except ImportError as err:  # pragma: no cover - exercised only without the package's own module
-        raise CLIError(f"engine=bridge: {err}") from None
+    from .megatron import bridge  # pure Python until a command runs; Megatron-Bridge is imported inside
+
     return bridge
 
 
@@ -159,7 +157,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data import build, hf_chat_template
+    from .data import hf_chat_template
+    from .domains import build
 
     options = {k: v for k, v in (("limit", args.limit), ("max_length", args.max_length)) if v is not None}
     if args.domain == "figfont":

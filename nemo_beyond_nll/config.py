@@ -21,7 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .objectives import Objective, get_objective
+from .core.objectives import Objective, get_objective
 
 # Mappings whose keys are not known in advance: an override may create a key inside them.
 FREE_FORM_KEYS = ("model.loss_args",)

@@ -1,5 +1,8 @@
 """The objectives as a NeMo loss: `ProbabilityObjectiveLoss`, a typed `nemo.core.classes.Loss`.
 
+A thin subclass of the plain :class:`nemo_beyond_nll.ProbabilityObjectiveLoss` (``torch.nn.Module``):
+it adds NeMo's neural types, type checking and config round trip, and nothing to the math.
+
 Needs nemo_toolkit (`pip install nemo_beyond_nll[nemo]`); the rest of the package does not.
 NeMo only instantiates `_target_`s under its own packages, so build this loss with
 `ProbabilityObjectiveLoss(...)` or `ProbabilityObjectiveLoss.from_config_dict(cfg)`, where `cfg`
@@ -15,11 +18,11 @@ from nemo.core.neural_types import LabelsType, LogitsType, LossType, MaskType, N
 from omegaconf import DictConfig, OmegaConf
 
 from .config import objective_from_config
-from .objectives import get_objective
-from .vocab_parallel import ObjectiveOutput, vocab_parallel_objective
+from .core import module
+from .core.vocab_parallel import ObjectiveOutput
 
 
-class ProbabilityObjectiveLoss(Loss):
+class ProbabilityObjectiveLoss(module.ProbabilityObjectiveLoss, Loss):
     """Mean of a probability objective over kept tokens (not ignored, not masked, inside the threshold).
 
     Args:
@@ -42,11 +45,8 @@ class ProbabilityObjectiveLoss(Loss):
         return {"loss": NeuralType(elements_type=LossType())}
 
     def __init__(self, loss: str = "nll", loss_args: Optional[dict] = None, ignore_index: int = -100, tp_group=None):
-        super().__init__()
-        loss_args = dict(loss_args or {})
-        self.objective = get_objective(loss, **loss_args)
-        self.ignore_index = ignore_index
-        self.tp_group = tp_group
+        super().__init__(loss, loss_args, ignore_index, tp_group)
+        # The last call's per-token outputs, for callers of NeMo's keyword-only, typed forward.
         self.last_output: Optional[ObjectiveOutput] = None
         self._cfg = OmegaConf.create(
             {"loss": self.objective.name, "loss_args": self.objective.args, "ignore_index": ignore_index}
@@ -64,15 +64,8 @@ class ProbabilityObjectiveLoss(Loss):
 
     @typecheck()
     def forward(self, logits, labels, loss_mask=None):
-        out = vocab_parallel_objective(
-            logits, labels, self.objective, tp_group=self.tp_group, ignore_index=self.ignore_index
-        )
-        kept = out.kept if loss_mask is None else out.kept & loss_mask.bool()
-        self.last_output = ObjectiveOutput(out.loss, out.prob, kept)
-        return (out.loss * kept).sum() / kept.sum().clamp(min=1)
-
-    def extra_repr(self) -> str:
-        return str(self.objective)
+        self.last_output = self.per_token(logits, labels, loss_mask)
+        return self.last_output.mean_over_kept()
 
 
 __all__ = ["ProbabilityObjectiveLoss"]

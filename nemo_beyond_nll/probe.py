@@ -121,7 +121,7 @@ def plot_histogram(stats: ProbabilityStats, path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .train.files import atomic_write
+    from .utils.files import atomic_write
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     total = max(sum(stats.histogram), 1)
@@ -143,7 +143,7 @@ def write_probe_report(values: torch.Tensor, run_dir, title: str):
     import sys
     from pathlib import Path
 
-    from .train.files import atomic_write_text
+    from .utils.files import atomic_write_text
 
     stats = probability_stats(values)
     rec = recommend(stats)

@@ -16,8 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, apply_overrides, load_config, objective_from_config
+from .domains import DOMAINS
 
 ENGINES = ("bridge", "cpu")
+DATA_DOMAINS = (*DOMAINS, "synthetic")  # synthetic: the CPU recipes' generated letter tasks
 
 
 @dataclass
@@ -32,7 +34,7 @@ class TinyModel:
 
 @dataclass
 class ModelSection:
-    loss: str = "nll"  # any objective name; see nemo_beyond_nll.objectives
+    loss: str = "nll"  # any objective name; see nemo_beyond_nll.core.objectives
     loss_args: Dict[str, Any] = field(default_factory=dict)
     loss_fusion: Optional[str] = None  # "linear": fuse the output layer into the loss (no logits tensor)
     hf_path: Optional[str] = None  # Hugging Face id or folder of the backbone (bridge engine)
@@ -107,7 +109,7 @@ class EvalSection:
     max_new_tokens: int = 3072
     num_samples: Optional[int] = None  # None: the whole benchmark
     backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
-    # Local benchmark copies (see nemo_beyond_nll.eval.benchmarks); a benchmark without one comes from the hub.
+    # Local benchmark copies (see nemo_beyond_nll.eval.benchmark_sets); a benchmark without one comes from the hub.
     benchmark_dir: Optional[str] = None  # holds <benchmark>.jsonl (.json, .parquet) or a folder <benchmark>/
     benchmark_files: Dict[str, str] = field(default_factory=dict)  # benchmark -> file or folder; wins over benchmark_dir
 
@@ -169,6 +171,8 @@ def validate(cfg: DictConfig) -> None:
     """Checks across keys that the schema's types cannot express."""
     if cfg.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
+    if cfg.data.domain not in DATA_DOMAINS:
+        raise ConfigError(f"data.domain must be one of {', '.join(DATA_DOMAINS)}, got {cfg.data.domain!r}")
     objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
     for key in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
         if cfg.model[key] < 1:

@@ -9,7 +9,7 @@ import torch
 TESTS = Path(__file__).parent
 
 # Triton decides at decoration time whether @triton.jit kernels are interpreted, so the switch must
-# be set before anything imports nemo_beyond_nll.triton_kernels. Without a GPU, the interpreter is
+# be set before anything imports nemo_beyond_nll.core.triton_kernels. Without a GPU, the interpreter is
 # the only way the kernels run; torchrun workers inherit it through os.environ.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -55,6 +55,7 @@ def test_name_interpolates_the_objective():
     "text, message",
     [
         ("engine: tpu\n", "engine must be one of"),
+        ("data:\n  domain: chemistry\n", "data.domain must be one of"),
         ("trainer:\n  max_stepz: 3\n", "max_stepz"),
         ("trainer:\n  global_batch_size: 10\n  micro_batch_size: 3\n", "not a multiple"),
         ("optim:\n  warmup_ratio: 1.5\n", "warmup_ratio"),

@@ -160,7 +160,7 @@ def _chat_template(model_dir: Path) -> Callable[[str], str]:
 
 def _check_eval_config(cfg) -> None:
     from ..config import ConfigError
-    from .benchmarks import BENCHMARKS
+    from .benchmark_sets import BENCHMARKS
 
     if cfg.engine != "bridge":
         raise ConfigError(f"run_gpu_eval evaluates engine=bridge recipes, got engine={cfg.engine}")
@@ -175,7 +175,7 @@ def describe_gpu_eval(cfg) -> str:
     settings, where each benchmark's rows come from, the files written. Needs neither vLLM nor Bridge."""
     from ..config import ConfigError
     from ..megatron.bridge import run_paths
-    from .benchmarks import benchmark_source, default_source, get_benchmark
+    from .benchmark_sets import benchmark_source, default_source, get_benchmark
 
     _check_eval_config(cfg)
     paths = run_paths(cfg)
@@ -206,7 +206,7 @@ def run_gpu_eval(cfg) -> int:
     `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
     from ..config import ConfigError, objective_from_config
     from ..megatron.bridge import run_paths
-    from .benchmarks import load_benchmarks
+    from .benchmark_sets import load_benchmarks
 
     _check_eval_config(cfg)
     try:  # before the export and the model load, so that a missing piece costs no GPU time

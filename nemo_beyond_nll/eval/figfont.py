@@ -1,24 +1,10 @@
-"""Figfont puzzles: the decoded word must match exactly, up to case and spacing."""
+"""Former path of :mod:`nemo_beyond_nll.domains.figfont.answers`, kept so that existing imports keep working.
 
-from __future__ import annotations
+The name is bound to the very same module object, so attributes set on one are seen on the other.
+"""
 
-from typing import Optional
+import sys
 
+from ..domains.figfont import answers as _moved
 
-def normalize(text: str) -> str:
-    """Lower case, no leading or trailing whitespace, single spaces inside."""
-    return " ".join(text.split()).casefold()
-
-
-def score(pred: Optional[str], gold: str) -> bool:
-    """Whether the prediction is the gold word after whitespace and case normalisation.
-
-    Nothing else is forgiven: "B A D" is not "BAD", and "BAD." is not "BAD".
-    """
-    if not isinstance(gold, str) or not gold.strip():
-        raise ValueError(f"gold answer must be a non-empty string, got {gold!r}")
-    if pred is None:
-        return False
-    if not isinstance(pred, str):
-        raise ValueError(f"prediction must be a string, got {type(pred).__name__}")
-    return normalize(pred) == normalize(gold)
+sys.modules[__name__] = _moved

@@ -28,27 +28,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from . import figfont, math, medical
-from .benchmarks import LoadedBenchmark, load_benchmark
+from ..domains import read_answer
+from .benchmark_sets import LoadedBenchmark, load_benchmark
 
+grade_output = read_answer  # (extracted answer, correct) of one output
 Generate = Callable[[List[str]], List[str]]
 SUMMARY_FILE = "summary.json"
 EVAL_DIR = "eval"
 DEFAULT_BATCH_SIZE = 256  # large batches keep vLLM's scheduler full; one batch is the unit of resumption
-
-
-def grade_output(domain: str, output: str, row: Mapping[str, Any]) -> Tuple[Optional[str], bool]:
-    """What the grader reads from `output`, and whether it is right; the same verdict as
-    :func:`nemo_beyond_nll.eval.grade.grade`, with the extracted answer kept for the records."""
-    if domain == "math":
-        answer = math.extract_answer(output)
-        return answer, math.is_equiv(answer, row["answer"])
-    if domain == "medical":
-        answer = medical.extract_choice(output, row["options"])
-        return answer, answer == row["answer"]
-    if domain == "figfont":
-        return figfont.normalize(output), figfont.score(output, row["answer"])
-    raise ValueError(f"unknown domain {domain!r}; choose from math, medical, figfont")
 
 
 def _read_records(path: Path) -> List[dict]:
@@ -152,7 +139,7 @@ def evaluate_benchmarks(
     """Answer every benchmark with `generate(prompts) -> outputs`, grade, write the records and
     `out_dir/summary.json`, and return the summary.
 
-    `benchmarks` are loaded benchmarks (:func:`~nemo_beyond_nll.eval.benchmarks.load_benchmarks`)
+    `benchmarks` are loaded benchmarks (:func:`~nemo_beyond_nll.eval.benchmark_sets.load_benchmarks`)
     or names, loaded from the hub (or generated). `num_samples` keeps each benchmark's first that
     many problems. `objective` (and `loss`, the objective's name) label the run in the summary.
     """

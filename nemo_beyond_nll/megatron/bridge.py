@@ -22,8 +22,6 @@ from typing import Iterator, List, Optional
 
 from ..config import ConfigError, objective_from_config
 
-DECAY_STYLE = {"cosine": "cosine", "linear": "linear", "constant": "constant"}
-
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
 # Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
 NOMINAL_TRAIN_ITERS = 1000
@@ -105,7 +103,7 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
         f"scheduler.end_weight_decay={o.weight_decay}",
         "scheduler.weight_decay_incr_style=constant",
         f"optimizer.clip_grad={o.grad_clip}",
-        f"scheduler.lr_decay_style={DECAY_STYLE[o.schedule]}",
+        f"scheduler.lr_decay_style={o.schedule}",  # the recipe's names are Megatron's
         f"checkpoint.pretrained_checkpoint={paths['pretrained']}",
         f"checkpoint.save={paths['checkpoints']}",
         f"checkpoint.load={paths['checkpoints']}",

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from .cpu import causal_mask
-from .hook import _tp_group
+from .hook import tensor_parallel_group
 
 
 def vocab_parallel_argmax(logits: torch.Tensor, tp_group) -> torch.Tensor:
@@ -32,7 +32,7 @@ def greedy_generate(
 ) -> List[List[int]]:
     """Continue each prompt (token ids) greedily until eos or `max_new_tokens`; returns the new ids."""
     model.eval()
-    tp_group = _tp_group(model)
+    tp_group = tensor_parallel_group(model)
     batch = len(prompts)
     tokens = torch.full((batch, seq_length), pad_id, dtype=torch.long)
     lengths = torch.tensor([len(p) for p in prompts])

@@ -7,6 +7,16 @@ loss `[b, s]`, and everything above it (Megatron-Bridge's step, pipeline schedul
 
 `install(..., fusion="linear")` also fuses the output layer into the loss (see `fused_output`), so
 that training with labels never materialises the logits.
+
+Per-token prob and kept: Megatron-Core's `forward(..., labels=labels)` returns the loss tensor and
+nothing else, and Megatron-Bridge's step and schedules rely on that, so the probabilities and the
+kept mask cannot come back as extra return values without changing Megatron's contract. They are
+therefore kept on the LanguageModule by the installed loss, and :func:`last_output` is the one
+public, tested way to read them (the training step and the CPU engine use it). Nothing is swapped
+at run time on the `output_processor` route (megatron-core 0.18+): `fused_output` passes its
+processor through GPTModel.forward's own argument; only 0.16/0.17, which lack that argument, defer
+the output layer. Outside Megatron, the plain module and functions of :mod:`nemo_beyond_nll.core`
+return the per-token outputs as values.
 """
 
 from __future__ import annotations
@@ -16,9 +26,9 @@ from typing import Iterable, Optional, Union
 
 import torch
 
-from ..linear import vocab_parallel_linear_objective
-from ..objectives import Objective, get_objective
-from ..vocab_parallel import ObjectiveOutput, vocab_parallel_objective
+from ..core.linear import vocab_parallel_linear_objective
+from ..core.objectives import Objective, get_objective
+from ..core.vocab_parallel import ObjectiveOutput, vocab_parallel_objective
 from . import fused_output
 
 _METHOD = "compute_language_model_loss"
@@ -35,7 +45,8 @@ def _language_modules(model) -> list:
     return found
 
 
-def _tp_group(module):
+def tensor_parallel_group(module):
+    """The tensor-parallel group `module` runs in: its own pg_collection's, else Megatron's global one."""
     pg_collection = getattr(module, "pg_collection", None)
     if pg_collection is not None and getattr(pg_collection, "tp", None) is not None:
         return pg_collection.tp
@@ -62,7 +73,7 @@ def _objective_language_model_loss(self, labels: torch.Tensor, logits) -> torch.
             logits,
             labels.transpose(0, 1),
             self.beyond_nll_objective,
-            tp_group=_tp_group(self),
+            tp_group=tensor_parallel_group(self),
             check_targets=self.beyond_nll_check_targets,
         )
     # Kept for the training step's metrics and kept-token reduction, in the labels' [b, s] layout.
@@ -120,7 +131,11 @@ def installed_objective(model) -> Optional[Objective]:
 
 
 def last_output(model) -> Optional[ObjectiveOutput]:
-    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None."""
+    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None.
+
+    Public and stable: Megatron's forward returns only the loss, so this is how callers (the
+    training step's metrics and kept-token reduction, the probe) get prob and kept.
+    """
     return getattr(_language_modules(model)[-1], "beyond_nll_last_output", None)
 
 

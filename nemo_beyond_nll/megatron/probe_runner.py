@@ -67,7 +67,7 @@ def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
     from transformers import AutoTokenizer
 
     from ..probe import write_probe_report
-    from ..train.files import read_jsonl
+    from ..utils.files import read_jsonl
 
     rows = read_jsonl(Path(cfg.data.train))[:num_examples]
     if not rows:

@@ -16,7 +16,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from ..objectives import Objective
+from ..core.objectives import Objective
 from .hook import install, installed_objective, last_output
 
 # Added to every logged count: a step that keeps no token then logs 0 instead of 0/0 = NaN, and a

@@ -30,7 +30,7 @@ from ..megatron.generate import greedy_generate
 from ..megatron.models import TinyGPTConfig, build_tiny_gpt
 from ..megatron.step import objective_loss_terms
 from .checkpoint import latest_step, load_checkpoint, save_checkpoint
-from .files import atomic_write_text, read_jsonl, write_jsonl
+from ..utils.files import atomic_write_text, read_jsonl, write_jsonl
 from .metrics import MetricsLog, probability_histogram
 from .plots import plot_training
 

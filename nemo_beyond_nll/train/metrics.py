@@ -8,7 +8,7 @@ from typing import List
 
 import torch
 
-from .files import read_jsonl, write_jsonl
+from ..utils.files import read_jsonl, write_jsonl
 
 HIST_BINS = 20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .files import atomic_write
+from ..utils.files import atomic_write
 from .metrics import HIST_BINS
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from nemo_beyond_nll.data import build
+from nemo_beyond_nll.domains import build
 from nemo_beyond_nll.data.pipeline import count_tokens, hf_chat_template, split_of
 
 from .fixtures import numina_row, numina_rows, read_jsonl, write_jsonl

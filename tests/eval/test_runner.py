@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from nemo_beyond_nll.eval.benchmarks import LoadedBenchmark, load_benchmark
+from nemo_beyond_nll.eval.benchmark_sets import LoadedBenchmark, load_benchmark
 from nemo_beyond_nll.eval.compare import compare_runs, load_summary
-from nemo_beyond_nll.eval.grade import grade
+from nemo_beyond_nll.domains import grade
 from nemo_beyond_nll.eval.runner import evaluate_benchmarks, grade_output
 from tests.data.fixtures import read_jsonl, write_jsonl
 
@@ -82,7 +82,7 @@ def test_end_to_end(tmp_path, benchmarks):
             output, answer, correct = OUTPUTS[bench.name][row["id"]]
             assert record == {"id": row["id"], "prompt": row["prompt"], "output": output, "answer": answer,
                               "gold": row["answer"], "correct": correct}
-            assert grade(bench.domain, output, row) is correct  # the same verdict as eval.grade
+            assert grade(bench.domain, output, row) is correct  # the same verdict as domains.grade
     assert sorted(p.name for p in (out / "eval").iterdir()) == ["figfont.jsonl", "math500.jsonl", "medmcqa.jsonl"]
 
     # The summary is what compare reads.

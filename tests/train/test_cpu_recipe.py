@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_beyond_nll.train.files import read_jsonl
+from nemo_beyond_nll.utils.files import read_jsonl
 
 RECIPE = str(Path(__file__).parents[2] / "recipes" / "tiny_cpu.yaml")
 SMALL = ["data.num_train=512", "data.num_validation=16", "trainer.global_batch_size=32",

@@ -9,7 +9,7 @@ from nemo_beyond_nll.megatron.cpu import init_distributed_cpu
 from nemo_beyond_nll.recipe import Recipe
 from nemo_beyond_nll.train.checkpoint import latest_step, load_checkpoint, save_checkpoint
 from nemo_beyond_nll.train.cpu_trainer import batch_indices, lr_lambda, total_steps
-from nemo_beyond_nll.train.files import atomic_write_text, read_jsonl
+from nemo_beyond_nll.utils.files import atomic_write_text, read_jsonl
 from nemo_beyond_nll.train.metrics import MetricsLog, probability_histogram
 
 
@@ -53,7 +53,7 @@ def test_metrics_rewind_drops_later_records(tmp_path):
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     atomic_write_text(tmp_path / "a.json", json.dumps({"x": 1}))
     with pytest.raises(RuntimeError):
-        from nemo_beyond_nll.train.files import atomic_write
+        from nemo_beyond_nll.utils.files import atomic_write
 
         def fail(path):
             path.write_text("half")

@@ -1,0 +1,184 @@
+"""The probability-objective family L = f(p), p = softmax(logits)[target].
+
+Every objective is described by two functions of the fp32 target log-probability:
+its per-token value f(p) and its gradient weight w(p) = -f'(p) * p, so that
+df/dlogits = w(p) * (softmax - onehot). The vocab-parallel function only ever needs
+these two, which is why a new objective is one table row here and nothing elsewhere.
+
+Pure torch; nothing here knows about tensor parallelism, Megatron or YAML.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+KEEP_CHOICES = ("above", "below")
+DEFAULT_ALPHA = 10.0  # the paper's -p^10
+DEFAULT_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class _Family:
+    value: Callable[[Tensor, Optional[float]], Tensor]  # f from log p (and alpha)
+    weight: Callable[[Tensor, Optional[float]], Tensor]  # w from log p (and alpha)
+    params: Tuple[str, ...]
+    formula: str
+
+
+def _ones(logp: Tensor, _alpha) -> Tensor:
+    return torch.ones_like(logp)
+
+
+def _prob(logp: Tensor, _alpha) -> Tensor:
+    return logp.exp()
+
+
+# 1 - p and 1 - p^a are written with expm1 so that p close to 1 keeps its precision.
+FAMILIES: Dict[str, _Family] = {
+    "nll": _Family(lambda lp, a: -lp, _ones, (), "-log p"),
+    "neg_p": _Family(lambda lp, a: -torch.expm1(lp), _prob, (), "1 - p"),
+    "neg_p_power": _Family(
+        lambda lp, a: -torch.expm1(a * lp) / a,
+        lambda lp, a: torch.exp(a * lp),
+        ("alpha",),
+        "(1 - p^alpha) / alpha",
+    ),
+    "neg_p_threshold": _Family(
+        lambda lp, a: -torch.expm1(lp), _prob, ("threshold", "keep"), "1 - p on kept tokens"
+    ),
+    "nll_threshold": _Family(lambda lp, a: -lp, _ones, ("threshold", "keep"), "-log p on kept tokens"),
+    "dft": _Family(lambda lp, a: -lp.exp() * lp, _prob, (), "-sg(p) log p"),
+}
+
+# Names used by the paper's reference code (verl `trainer.objective_trans`).
+_FIXED_ALIASES = {"original": "nll", "logp": "nll", "p": "neg_p"}
+_PATTERN_ALIASES = (
+    (re.compile(r"GeneralFamily-(.+)"), "neg_p_power", "alpha", {}),
+    (re.compile(r"OnlyTopP-(.+)"), "neg_p_threshold", "threshold", {"keep": "above"}),
+    (re.compile(r"OnlyBottomP-(.+)"), "neg_p_threshold", "threshold", {"keep": "below"}),
+    (re.compile(r"OnlyTopLogP-(.+)"), "nll_threshold", "threshold", {"keep": "above"}),
+    (re.compile(r"OnlyBottomLogP-(.+)"), "nll_threshold", "threshold", {"keep": "below"}),
+)
+REFERENCE_NAMES = tuple(_FIXED_ALIASES) + (
+    "GeneralFamily-<alpha>",
+    "OnlyTopP-<q>",
+    "OnlyBottomP-<q>",
+    "OnlyTopLogP-<q>",
+    "OnlyBottomLogP-<q>",
+)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One member of the family with its arguments; build it with :func:`get_objective`."""
+
+    name: str
+    alpha: Optional[float] = None
+    threshold: Optional[float] = None
+    keep: Optional[str] = None
+
+    @property
+    def family(self) -> _Family:
+        return FAMILIES[self.name]
+
+    @property
+    def args(self) -> Dict[str, object]:
+        return {k: getattr(self, k) for k in self.family.params}
+
+    @property
+    def is_thresholded(self) -> bool:
+        return self.threshold is not None
+
+    def value(self, logprob: Tensor) -> Tensor:
+        """Per-token f(p) from the target log-probability (no threshold applied)."""
+        return self.family.value(logprob, self.alpha)
+
+    def weight(self, logprob: Tensor) -> Tensor:
+        """Gradient weight w(p) on (softmax - onehot) (no threshold applied)."""
+        return self.family.weight(logprob, self.alpha)
+
+    def keep_mask(self, prob: Tensor) -> Optional[Tensor]:
+        """Threshold mask on the (detached) probability; None when every token is kept."""
+        if self.threshold is None:
+            return None
+        return prob >= self.threshold if self.keep == "above" else prob <= self.threshold
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.args.items())
+        return f"{self.name}({args})"
+
+
+def _as_number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"objective argument {name!r} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"objective argument {name!r} must be finite, got {value}")
+    return value
+
+
+def _validated(name: str, args: dict) -> Objective:
+    params = FAMILIES[name].params
+    unknown = sorted(set(args) - set(params))
+    if unknown:
+        takes = ", ".join(params) if params else "no arguments"
+        raise ValueError(f"objective {name!r} does not take argument {unknown[0]!r} (it takes {takes})")
+    fields = {}
+    if "alpha" in params:
+        alpha = _as_number("alpha", args.get("alpha", DEFAULT_ALPHA))
+        if alpha <= 0:
+            raise ValueError(f"objective argument 'alpha' must be > 0, got {alpha}")
+        fields["alpha"] = alpha
+    if "threshold" in params:
+        threshold = _as_number("threshold", args.get("threshold", DEFAULT_THRESHOLD))
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"objective argument 'threshold' must lie in [0, 1], got {threshold}")
+        keep = args.get("keep", "above")
+        if keep not in KEEP_CHOICES:
+            raise ValueError(f"objective argument 'keep' must be one of {KEEP_CHOICES}, got {keep!r}")
+        fields["threshold"], fields["keep"] = threshold, keep
+    return Objective(name, **fields)
+
+
+def _resolve_alias(name: str) -> Tuple[str, dict]:
+    if name in _FIXED_ALIASES:
+        return _FIXED_ALIASES[name], {}
+    for pattern, canonical, arg, extra in _PATTERN_ALIASES:
+        match = pattern.fullmatch(name)
+        if match:
+            try:
+                value = float(match.group(1))
+            except ValueError:
+                raise ValueError(f"objective name {name!r}: {match.group(1)!r} is not a number") from None
+            return canonical, {arg: value, **extra}
+    valid = ", ".join(list(FAMILIES) + list(REFERENCE_NAMES))
+    raise ValueError(f"unknown objective {name!r}; valid names: {valid}")
+
+
+def get_objective(name, **args) -> Objective:
+    """Return the objective called `name` (canonical or reference name) with `args`.
+
+    >>> get_objective("OnlyTopP-0.1") == get_objective("neg_p_threshold", threshold=0.1)
+    True
+    """
+    if isinstance(name, Objective):
+        if args:
+            raise ValueError(f"arguments {sorted(args)} given with an already built objective {name}")
+        return name
+    if not isinstance(name, str):
+        raise ValueError(f"objective name must be a string, got {name!r}")
+    if name in FAMILIES:
+        return _validated(name, args)
+    canonical, implied = _resolve_alias(name)
+    for key, value in args.items():
+        if key in implied and implied[key] != value:
+            raise ValueError(
+                f"objective argument {key!r}={value!r} contradicts the name {name!r} ({key}={implied[key]!r})"
+            )
+    return _validated(canonical, {**args, **implied})

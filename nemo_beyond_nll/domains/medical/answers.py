@@ -1,0 +1,168 @@
+"""Multiple-choice answers: which option a model chose.
+
+:func:`extract_choice` looks, in this order, for a final \\boxed{} choice, the last statement
+such as "The answer is (B)" or "Answer: B", a last line that is only a choice ("B", "(B)",
+"B. Aspirin"), and finally the text of exactly one option anywhere in the output. The first place
+that names a choice decides; if it names several, the answer is ambiguous and counts as none.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+from ..math.answers import extract_answer
+
+Options = Union[Mapping[str, str], Sequence[str]]
+
+_AMBIGUOUS = object()
+_STATEMENT = re.compile(
+    r"(?:\b(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|[:=])"
+    r"|\b(?:choose|select|pick)\b)\s*:?\s*(?:(?:option|choice)\b\s*)?",
+    re.IGNORECASE,
+)
+_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
+_DECORATION = re.compile(r"[*_`$#>]+")
+# A letter that starts a span: "B", "(B)", "[B]", "B.", "B)", "B:" (then anything but a letter).
+_LEADING_LETTER = re.compile(r"[(\[]?([A-Z])(?:[)\].:,]|(?![A-Za-z]))")
+_ANOTHER_LETTER = re.compile(r"[)\].:]?\s*(?:,|/|&|\bor\b|\band\b)\s*[(\[]?([A-Z])(?![A-Za-z])")
+# A whole line that is a choice: "B", "(b)", "B.", "B) Aspirin", "B. Aspirin".
+_CHOICE_LINE = re.compile(r"[(\[]?([A-Za-z])[)\].:]?(?:\s+\S.*)?")
+_OPTION_LINE = re.compile(r"^\s*(?:\*\*)?[(\[]?([A-Z])(?:[)\].:])(?:\*\*)?\s+(\S.*?)\s*$")
+
+
+def option_map(options: Options) -> Dict[str, str]:
+    """Options as {letter: text}: a mapping keeps its letters, a list gets A, B, C, ..."""
+    if isinstance(options, Mapping):
+        mapped = {}
+        for key, text in options.items():
+            if not (isinstance(key, str) and len(key.strip()) == 1 and key.strip().isalpha()):
+                raise ValueError(f"option keys must be single letters, got {key!r}")
+            mapped[key.strip().upper()] = str(text).strip()
+    elif isinstance(options, Sequence) and not isinstance(options, str):
+        if len(options) > len(string.ascii_uppercase):
+            raise ValueError(f"at most 26 options, got {len(options)}")
+        mapped = {letter: str(text).strip() for letter, text in zip(string.ascii_uppercase, options)}
+    else:
+        raise ValueError(f"options must be a list of texts or a mapping of letters to texts, got {options!r}")
+    if not mapped:
+        raise ValueError("options must not be empty")
+    return mapped
+
+
+def parse_options(prompt: str) -> Dict[str, str]:
+    """The lettered options listed one per line in a question ("A. ...", "B) ...", "(C) ..."), or {}.
+
+    Takes the last run of lines lettered A, B, C, ... in order, of at least two options.
+    """
+    runs, run = [], {}
+    for line in prompt.splitlines():
+        match = _OPTION_LINE.match(line)
+        letter = match.group(1) if match else None
+        if letter is not None and letter == string.ascii_uppercase[len(run) % 26]:
+            run[letter] = match.group(2)
+            continue
+        if run:
+            runs.append(run)
+        run = {"A": match.group(2)} if letter == "A" else {}
+    if run:
+        runs.append(run)
+    runs = [r for r in runs if len(r) >= 2]
+    return runs[-1] if runs else {}
+
+
+def extract_choice(text: Optional[str], options: Options) -> Optional[str]:
+    """The option letter chosen in `text`, or None when it names none or several."""
+    return _first_choice(text, options, (_from_box, _from_statement, _from_last_line, _from_option_text))
+
+
+def stated_choice(text: Optional[str], options: Options) -> Optional[str]:
+    """Like :func:`extract_choice`, but only a choice stated as such (a box, an answer statement,
+    a last line that is a choice) counts, not an option's text merely named in passing."""
+    return _first_choice(text, options, (_from_box, _from_statement, _from_last_line))
+
+
+def _first_choice(text, options, finders) -> Optional[str]:
+    opts = option_map(options)
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    for find in finders:
+        found = find(text, opts)
+        if found is _AMBIGUOUS:
+            return None
+        if found is not None:
+            return found
+    return None
+
+
+def _clean(span: str) -> str:
+    return _DECORATION.sub("", _TEXT_COMMAND.sub(r"\1", span)).strip()
+
+
+def _resolve(span: str, opts: Dict[str, str]):
+    """The choice a short span names: a letter at its start, else the text of one option."""
+    span = _clean(span)
+    match = _LEADING_LETTER.match(span)
+    if match and match.group(1) in opts:
+        other = _ANOTHER_LETTER.match(span, match.end(1))
+        if other and other.group(1) in opts and other.group(1) != match.group(1):
+            return _AMBIGUOUS
+        return match.group(1)
+    lone = span.strip("().[]: ")
+    if len(lone) == 1 and lone.upper() in opts:  # a lone lower-case letter: "b", "(b)"
+        return lone.upper()
+    return _one_option_named(span, opts)
+
+
+def _one_option_named(text: str, opts: Dict[str, str]):
+    """The letter of the one option whose text occurs in `text`; an option inside a longer named one
+    does not count ("Aspirin" inside "Aspirin and heparin")."""
+    low = " ".join(text.lower().split())
+    named = {
+        letter: option.lower()
+        for letter, option in opts.items()
+        if option and re.search(rf"(?<!\w){re.escape(' '.join(option.lower().split()))}(?!\w)", low)
+    }
+    named = {k: v for k, v in named.items() if not any(v != w and v in w for w in named.values())}
+    if len(named) > 1:
+        return _AMBIGUOUS
+    return next(iter(named), None)
+
+
+def _from_box(text: str, opts: Dict[str, str]):
+    box = extract_answer(text)
+    return None if box is None else _resolve(box, opts)
+
+
+def _from_statement(text: str, opts: Dict[str, str]):
+    for match in reversed(list(_STATEMENT.finditer(text))):
+        tail = text[match.end():].split("\n", 1)[0]
+        found = _resolve(tail, opts)
+        if found is not None:
+            return found
+    return None
+
+
+def _from_last_line(text: str, opts: Dict[str, str]):
+    lines = [line for line in (_clean(raw) for raw in text.splitlines()) if line]
+    if not lines:
+        return None
+    line = lines[-1]
+    match = _CHOICE_LINE.fullmatch(line)
+    if not match or match.group(1).upper() not in opts:
+        return None
+    letter, rest = match.group(1), line[match.end(1):]
+    # "A patient ..." is a sentence, not a choice: after the letter comes punctuation or nothing.
+    if rest and rest[0] not in ")].:":
+        return None
+    # A lower-case letter counts only alone ("(b)"); "b. aspirin" is more likely a list item.
+    if letter.islower() and len(line.strip("()[].: ")) != 1:
+        return None
+    return letter.upper()
+
+
+def _from_option_text(text: str, opts: Dict[str, str]):
+    return _one_option_named(text, opts)

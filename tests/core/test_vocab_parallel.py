@@ -1,0 +1,224 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nemo_beyond_nll import FAMILIES, get_objective, vocab_parallel_objective
+from nemo_beyond_nll.core import passes
+
+from ..reference import reference_objective
+
+# Thresholds near the median p of the random logits below, so both sides of the mask are exercised.
+OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
+              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft"]
+
+
+def make_batch(n=64, v=96, dtype=torch.float64, seed=0, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, v, generator=g, dtype=torch.float64) * scale).to(dtype)
+    target = torch.randint(0, v, (n,), generator=g)
+    target[::7] = -100
+    return logits, target
+
+
+def compare(logits, target, name, dtype, rtol, atol):
+    obj = get_objective(name)
+    upstream = torch.rand(target.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref_in = logits.detach().double().requires_grad_()
+    ref_loss, ref_prob, ref_kept = reference_objective(ref_in, target, obj)
+    (ref_grad,) = torch.autograd.grad((ref_loss * upstream).sum(), ref_in)
+
+    x = logits.detach().to(dtype).requires_grad_()
+    out = vocab_parallel_objective(x * 1, target, obj)  # `* 1`: the in-place backward writes into a temporary
+    (out.loss * upstream.to(out.loss.dtype)).sum().backward()
+    assert torch.equal(out.kept, ref_kept)
+    assert out.loss.dtype == out.prob.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert not out.prob.requires_grad and out.loss.requires_grad
+    torch.testing.assert_close(out.loss.double(), ref_loss.detach(), rtol=rtol, atol=atol)
+    torch.testing.assert_close(out.prob.double(), ref_prob, rtol=rtol, atol=atol)
+    assert x.grad.dtype == dtype
+    torch.testing.assert_close(x.grad.double(), ref_grad, rtol=rtol, atol=atol)
+    # Tokens that are not kept get exactly zero gradient.
+    assert torch.all(x.grad[~out.kept] == 0)
+    return out
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_matches_closed_form_fp64(name):
+    logits, target = make_batch()
+    out = compare(logits, target, name, torch.float64, rtol=1e-10, atol=1e-12)
+    if get_objective(name).is_thresholded:
+        kept = out.kept[target != -100]
+        assert kept.any() and not kept.all(), "threshold should split the tokens"
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_matches_closed_form_fp32(name):
+    logits, target = make_batch()
+    compare(logits, target, name, torch.float32, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_matches_closed_form_bf16(name):
+    # The reference sees the same bf16-rounded logits; the softmax math is fp32 and the gradient
+    # is rounded to bf16 once, so bf16's resolution (2^-8 relative) bounds the difference.
+    logits, target = make_batch()
+    logits = logits.to(torch.bfloat16).double()
+    compare(logits, target, name, torch.bfloat16, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in OBJECTIVES if n != "dft"])
+def test_gradcheck_fp64(name):
+    # dft's gradient deliberately differs from the derivative of its value (stop-gradient on p).
+    logits, target = make_batch(n=6, v=9, scale=1.0)
+    if get_objective(name).is_thresholded:
+        name = name.replace("0.02", "0.1")
+    logits.requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: vocab_parallel_objective(z, target, name).loss, (logits,))
+
+
+def test_ignore_index_and_all_ignored():
+    logits, target = make_batch(n=8, v=10, dtype=torch.float32)
+    target[:] = 5
+    target[2] = 3
+    out = vocab_parallel_objective(logits, target, "nll", ignore_index=5)
+    assert out.kept.tolist() == [i == 2 for i in range(8)]
+    assert out.prob[out.kept.logical_not()].eq(0).all()
+
+    x = logits.clone().requires_grad_()
+    out = vocab_parallel_objective(x * 1, torch.full((8,), -100), "neg_p_threshold")
+    reduced = out.mean_over_kept()
+    reduced.backward()
+    assert reduced.item() == 0 and not out.kept.any()
+    assert torch.isfinite(x.grad).all() and x.grad.eq(0).all()
+
+
+def test_mean_over_kept_divides_by_kept_count():
+    logits, target = make_batch(n=40, v=12, dtype=torch.float64, scale=2.0)
+    out = vocab_parallel_objective(logits, target, "OnlyTopP-0.1")
+    expected = out.loss[out.kept].sum() / out.kept.sum()
+    assert 0 < out.kept.sum() < (target != -100).sum()
+    torch.testing.assert_close(out.mean_over_kept(), expected)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_extreme_logits_stay_finite(name, dtype):
+    n, v = 6, 50
+    logits = torch.zeros(n, v)
+    logits[0] = torch.linspace(-1e4, 1e4, v)  # target far below the max: p underflows to 0
+    logits[1, :] = float("-inf")
+    logits[1, 3] = 0.0  # every other id impossible: p = 1 exactly
+    logits[2] = 3e4  # all equal and huge
+    logits[3, ::2] = float("-inf")  # half the vocabulary masked
+    logits[4] = torch.linspace(-1e4, 1e4, v)
+    logits[5] = -3e4
+    target = torch.tensor([0, 3, 7, 1, v - 1, 2])
+    x = logits.to(dtype).requires_grad_()
+    out = vocab_parallel_objective(x * 1, target, name)
+    out.loss.sum().backward()
+    assert torch.isfinite(out.loss).all() and torch.isfinite(out.prob).all()
+    assert torch.isfinite(x.grad).all()
+    assert out.prob[1].item() == 1.0 and out.prob[0].item() == 0.0
+    assert abs(out.prob[3].item() - 1 / 25) < 1e-6  # 25 ids left, all equal
+
+
+def test_out_of_vocabulary_target_raises_and_can_be_skipped():
+    logits, target = make_batch(n=4, v=10, dtype=torch.float32)
+    target[1] = 10
+    with pytest.raises(ValueError, match=r"target id 10 is outside the vocabulary \[0, 10\)"):
+        vocab_parallel_objective(logits, target, "nll")
+    target[1] = -3
+    with pytest.raises(ValueError, match="target id -3"):
+        vocab_parallel_objective(logits, target, "nll")
+    target[1] = 2
+    vocab_parallel_objective(logits, target, "nll", check_targets=False)
+
+
+def test_bad_shapes_and_dtypes():
+    with pytest.raises(ValueError, match="disagree"):
+        vocab_parallel_objective(torch.zeros(3, 4, 5), torch.zeros(3, 5, dtype=torch.long), "nll")
+    with pytest.raises(ValueError, match="floating point"):
+        vocab_parallel_objective(torch.zeros(3, 5, dtype=torch.long), torch.zeros(3, dtype=torch.long), "nll")
+    with pytest.raises(ValueError, match="unknown objective"):
+        vocab_parallel_objective(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long), "nope")
+
+
+def test_batch_shapes_are_kept():
+    logits, target = make_batch(n=24, v=11, dtype=torch.float32)
+    flat = vocab_parallel_objective(logits, target, "neg_p")
+    shaped = vocab_parallel_objective(logits.view(2, 3, 4, 11), target.view(2, 3, 4), "neg_p")
+    assert shaped.loss.shape == shaped.prob.shape == shaped.kept.shape == (2, 3, 4)
+    torch.testing.assert_close(shaped.loss.reshape(-1), flat.loss)
+
+
+def test_only_the_logits_are_saved_and_backward_writes_into_them():
+    """Memory: between forward and backward only the logits themselves are logits-sized."""
+    n, v = 32, 64
+    for dtype in (torch.bfloat16, torch.float32):
+        logits = torch.randn(n, v, dtype=dtype, requires_grad=True)
+        x = logits * 1
+        out = vocab_parallel_objective(x, torch.randint(0, v, (n,)), "neg_p")
+        node = out.loss.grad_fn
+        while not hasattr(node, "saved_tensors"):  # past the reshape views
+            node = node.next_functions[0][0]
+        saved = node.saved_tensors
+        big = [t for t in saved if t.numel() >= n * v]
+        assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
+        assert all(t.numel() <= n for t in saved if t is not big[0])
+        captured = {}
+        x.register_hook(lambda g: captured.update(ptr=g.data_ptr()))
+        out.loss.sum().backward()
+        assert captured["ptr"] == x.data_ptr()
+
+
+def test_second_inplace_backward_raises_clearly():
+    x = torch.randn(4, 8, requires_grad=True)
+    out = vocab_parallel_objective(x * 1, torch.tensor([1, 2, 3, 4]), "neg_p")
+    out.loss.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        out.loss.sum().backward()
+
+
+def test_out_of_place_backward_leaves_logits_intact_and_can_repeat():
+    x = torch.randn(4, 8, requires_grad=True)
+    y = x * 1
+    before = y.detach().clone()
+    out = vocab_parallel_objective(y, torch.tensor([1, 2, 3, 4]), "neg_p", inplace_backward=False)
+    out.loss.sum().backward(retain_graph=True)
+    first = x.grad.clone()
+    out.loss.sum().backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+    assert torch.equal(y.detach(), before)
+
+
+def shard_merge(logits, target, tp):
+    """The TP algorithm in one process: per-shard stats, stacked as the all-gather would, merged."""
+    v_local = logits.shape[-1] // tp
+    stats = []
+    for rank in range(tp):
+        local = target - rank * v_local
+        owned = (local >= 0) & (local < v_local)
+        shard = logits[:, rank * v_local:(rank + 1) * v_local]
+        stats.append(passes.local_row_stats(shard, torch.where(owned, local, 0), owned))
+    return passes.merge_row_stats(torch.stack(stats))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    v_local=st.integers(1, 40),
+    tp=st.sampled_from([1, 2, 3, 4, 8]),
+    scale=st.floats(0.1, 50.0),
+    seed=st.integers(0, 2**16),
+    masked=st.booleans(),
+)
+def test_sharded_merge_equals_whole_vocab_logsumexp(n, v_local, tp, scale, seed, masked):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, v_local * tp, generator=g, dtype=torch.float64) * scale
+    if masked:  # whole shards of -inf, as vocabulary padding gives
+        logits[:, :v_local] = float("-inf")
+    target = torch.randint(v_local if masked and tp > 1 else 0, v_local * tp, (n,), generator=g)
+    lse, target_logit = shard_merge(logits, target, tp)
+    torch.testing.assert_close(lse, torch.logsumexp(logits, dim=-1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(target_logit, logits.gather(1, target[:, None]).squeeze(1))

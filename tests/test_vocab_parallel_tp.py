@@ -1,7 +1,0 @@
-import pytest
-
-
-@pytest.mark.parametrize("tp", [2, 4, 8])
-def test_sharded_equals_whole_vocabulary(torchrun, tp):
-    output = torchrun("vocab_parallel_tp_worker.py", tp)
-    assert output.count(f"TP={tp} equals the whole vocabulary") == tp
