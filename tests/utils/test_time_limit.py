@@ -51,8 +51,10 @@ def test_overrun_in_main_thread_returns_fallback():
 
 def test_other_thread_uses_child_process():
     assert in_thread(call_with_time_limit, f"{SLOW}:echo", ([1, "a"],), 5, None)[0] == [1, "a"]
-    result, seconds = in_thread(call_with_time_limit, f"{SLOW}:sleep", (30,), 0.3, "fallback")
-    assert result == "fallback" and seconds < 5
+    result, _ = in_thread(call_with_time_limit, f"{SLOW}:sleep", (30,), 0.3, "fallback")
+    # The sleep returns "finished" if it runs out: the fallback shows the limit cut it short. No bound
+    # on the seconds: a child's start-up on a loaded machine has taken 10 s.
+    assert result == "fallback"
 
 
 def test_child_that_ignores_its_timer_is_killed_and_replaced():
