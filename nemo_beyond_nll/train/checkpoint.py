@@ -7,6 +7,7 @@ all ranks have finished, and older steps beyond `keep` are removed.
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -50,4 +51,10 @@ def load_checkpoint(root: Path, *, rank: int) -> Optional[dict]:
     path = _step_dir(Path(root), step) / f"rank_{rank:02d}.pt"
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} is missing: the run was saved with another parallel layout")
-    return torch.load(path, weights_only=False)
+    try:
+        # Tensors, numbers, strings and containers only: a crafted file in a run folder must not be
+        # able to run code on resume (weights_only refuses any other pickled object).
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"checkpoint {path} holds objects other than tensors and plain values; refusing to "
+                         f"load it ({str(err).splitlines()[0]})") from None

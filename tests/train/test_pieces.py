@@ -83,3 +83,23 @@ def test_checkpoint_latest_pointer_and_pruning(tmp_path):
     with pytest.raises(FileNotFoundError, match="another parallel layout"):
         load_checkpoint(root, rank=1)
     assert dist.is_initialized()
+
+
+class _RunsCode:
+    """A pickled object that would run code when loaded with weights_only=False."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch CODE_RAN",))
+
+
+def test_checkpoint_with_a_crafted_object_is_refused_without_running_it(tmp_path, monkeypatch):
+    init_distributed_cpu()
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "ckpt"
+    save_checkpoint(root, 5, {"step": 5, "w": torch.ones(2)}, rank=0)
+    torch.save({"step": 5, "payload": _RunsCode()}, root / "step_000005" / "rank_00.pt")
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_checkpoint(root, rank=0)
+    assert not (tmp_path / "CODE_RAN").exists()
