@@ -167,6 +167,7 @@ def vocab_parallel_linear_objective(
         raise ValueError(
             f"hidden and weight_shard must share one floating dtype, got {hidden.dtype} and {weight_shard.dtype}"
         )
+    passes.require_integer_target(target)
     v_local = weight_shard.shape[0]
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     if chunk_vocab is None:

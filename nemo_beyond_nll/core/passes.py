@@ -38,6 +38,12 @@ def chunk_rows(v_local: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(v_local, 1))
 
 
+def require_integer_target(target: Tensor) -> None:
+    """One-line error for targets that are not token ids (torch's own would come from gather())."""
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(f"target must hold integer token ids, got {target.dtype}")
+
+
 def check_targets(target: Tensor, valid: Tensor, vocab_size: int, ignore_index: int) -> None:
     bad = valid & ((target < 0) | (target >= vocab_size))
     if bool(bad.any()):

@@ -126,6 +126,7 @@ def vocab_parallel_objective(
         )
     if not logits.is_floating_point():
         raise ValueError(f"logits must be floating point, got {logits.dtype}")
+    passes.require_integer_target(target)
     if inplace_backward is None:
         inplace_backward = logits.dtype != torch.float64
     v_local = logits.shape[-1]

@@ -136,3 +136,10 @@ def test_bad_inputs_raise():
 def test_tensor_parallel_equals_whole_vocabulary(torchrun, tp):
     output = torchrun("core/linear_tp_worker.py", tp)
     assert output.count(f"fused TP={tp} equals the unfused whole vocabulary") == tp
+
+
+def test_float_targets_are_a_one_line_error():
+    from nemo_beyond_nll.core.linear import vocab_parallel_linear_objective
+
+    with pytest.raises(ValueError, match="target must hold integer token ids, got torch.float32"):
+        vocab_parallel_linear_objective(torch.zeros(3, 4), torch.zeros(5, 4), torch.zeros(3), "nll")

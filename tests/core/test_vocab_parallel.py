@@ -142,6 +142,11 @@ def test_bad_shapes_and_dtypes():
         vocab_parallel_objective(torch.zeros(3, 5, dtype=torch.long), torch.zeros(3, dtype=torch.long), "nll")
     with pytest.raises(ValueError, match="unknown objective"):
         vocab_parallel_objective(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long), "nope")
+    for dtype in (torch.float32, torch.bool):  # torch's own error would come from gather(), unnamed
+        with pytest.raises(ValueError, match=f"target must hold integer token ids, got {dtype}"):
+            vocab_parallel_objective(torch.zeros(3, 5), torch.zeros(3, dtype=dtype), "nll")
+    for dtype in (torch.int32, torch.int64):
+        assert vocab_parallel_objective(torch.zeros(3, 5), torch.zeros(3, dtype=dtype), "nll").loss.shape == (3,)
 
 
 def test_batch_shapes_are_kept():
