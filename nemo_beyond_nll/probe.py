@@ -59,6 +59,17 @@ class Recommendation:
         return f"model.loss={self.loss}" + (f" {args}" if args else "")
 
 
+def probability_histogram(prob: torch.Tensor, bins: int = HIST_BINS) -> List[int]:
+    """Counts of the probabilities in `bins` equal bins over [0, 1] (every run's and probe's histogram)."""
+    values = prob.detach().double().flatten().clamp(0.0, 1.0)
+    return torch.histc(values, bins=bins, min=0.0, max=1.0).round().long().tolist()
+
+
+def histogram_edges(bins: int = HIST_BINS) -> torch.Tensor:
+    """The `bins + 1` edges of :func:`probability_histogram`'s bins."""
+    return torch.linspace(0.0, 1.0, bins + 1)
+
+
 def probability_stats(prob: torch.Tensor) -> ProbabilityStats:
     """Statistics of a 1-D tensor of target probabilities (the completion tokens only)."""
     p = prob.detach().double().flatten()
@@ -74,7 +85,7 @@ def probability_stats(prob: torch.Tensor) -> ProbabilityStats:
         mean_log_p=float(log_p.mean()),
         quantiles={f"q{int(q * 100):02d}": float(v) for q, v in zip(QUANTILES, qs)},
         fraction_above={f"p>{t}": float((p > t).double().mean()) for t in THRESHOLDS},
-        histogram=torch.histc(p, bins=HIST_BINS, min=0.0, max=1.0).long().tolist(),
+        histogram=probability_histogram(p),
     )
 
 

@@ -65,3 +65,18 @@ def test_report_and_plot(tmp_path):
     assert "recommended: model.loss=neg_p" in text and "placement: strong" in text
     plot_histogram(s, tmp_path / "p.png", "test")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_one_histogram_for_probe_runs_and_tensorboard():
+    import torch
+
+    from nemo_beyond_nll.probe import HIST_BINS, histogram_edges, probability_histogram
+    from nemo_beyond_nll.train.metrics import probability_histogram as run_histogram
+
+    prob = torch.tensor([[0.0, 0.04, 0.05, 0.5], [0.99, 1.0, 0.3, 0.72]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 1]])
+    counts = probability_histogram(prob[mask.bool()])
+    assert len(counts) == HIST_BINS and sum(counts) == 6
+    assert counts[0] == 2 and counts[1] == 1 and counts[-1] == 2 and counts[14] == 1
+    assert run_histogram(prob, mask) == counts
+    assert torch.equal(histogram_edges(), torch.linspace(0, 1, HIST_BINS + 1))

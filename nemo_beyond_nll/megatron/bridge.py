@@ -15,12 +15,12 @@ from __future__ import annotations
 import copy
 import enum
 import importlib
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 from ..config import ConfigError, objective_from_config
+from ..data.schedule import optimizer_steps
 
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
 # Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
@@ -48,7 +48,7 @@ def train_iters(cfg) -> Optional[int]:
     rows = count_rows(cfg.data.train)
     if rows is None:
         return None
-    return max(1, math.ceil(cfg.trainer.epochs * rows / cfg.trainer.global_batch_size))
+    return optimizer_steps(rows, cfg.trainer.epochs, cfg.trainer.global_batch_size)
 
 
 def run_paths(cfg) -> dict:

@@ -17,6 +17,7 @@ from typing import Dict, Tuple
 import torch
 
 from ..core.objectives import Objective
+from ..probe import HIST_BINS, histogram_edges
 from .hook import install, installed_objective, last_output
 
 # Added to every logged count: a step that keeps no token then logs 0 instead of 0/0 = NaN, and a
@@ -141,7 +142,7 @@ class ObjectiveForwardStep:
             return
         writer = getattr(state, "tensorboard_logger", None)
         if writer is not None:
-            writer.add_histogram("target prob", values, step, bins=torch.linspace(0, 1, 21).numpy())
+            writer.add_histogram("target prob", values, step, bins=histogram_edges().numpy())
         wandb = getattr(state, "wandb_logger", None)
         if wandb is not None:
-            wandb.log({"target prob": wandb.Histogram(values.numpy(), num_bins=20)}, step=step)
+            wandb.log({"target prob": wandb.Histogram(values.numpy(), num_bins=HIST_BINS)}, step=step)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..config import objective_from_config
 from ..data.char_tokenizer import CharTokenizer
+from ..data.schedule import optimizer_steps
 from ..data.synthetic import make_split
 from ..megatron import install, last_output
 from ..megatron.cpu import causal_mask, init_megatron_cpu
@@ -87,7 +88,7 @@ def grad_norm_and_clip(model, max_norm: float, tp_group) -> float:
 def total_steps(cfg: DictConfig, num_train: int) -> int:
     if cfg.trainer.max_steps is not None:
         return cfg.trainer.max_steps
-    return max(1, math.ceil(cfg.trainer.epochs * num_train / cfg.trainer.global_batch_size))
+    return optimizer_steps(num_train, cfg.trainer.epochs, cfg.trainer.global_batch_size)
 
 
 def batch_indices(step: int, batch_size: int, num_train: int, seed: int) -> torch.Tensor:

@@ -8,15 +8,13 @@ from typing import List
 
 import torch
 
+from ..probe import HIST_BINS
+from ..probe import probability_histogram as histogram_of
 from ..utils.files import read_jsonl, write_jsonl
-
-HIST_BINS = 20
-
 
 def probability_histogram(prob: torch.Tensor, mask: torch.Tensor, bins: int = HIST_BINS) -> List[int]:
     """Counts of target probabilities of the masked-in tokens in `bins` equal bins over [0, 1]."""
-    values = prob[mask.bool()].float().clamp(0.0, 1.0)
-    return torch.histc(values, bins=bins, min=0.0, max=1.0).round().long().tolist()
+    return histogram_of(prob[mask.bool()], bins)
 
 
 class MetricsLog:

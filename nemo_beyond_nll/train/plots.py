@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..utils.files import atomic_write
-from .metrics import HIST_BINS
+from ..probe import HIST_BINS
 
 
 def plot_training(train_records: list, hist_records: list, path: Path, title: str) -> None:

@@ -1,0 +1,22 @@
+from types import SimpleNamespace
+
+import pytest
+
+from nemo_beyond_nll.data.schedule import optimizer_steps
+
+
+@pytest.mark.parametrize("rows, epochs, batch, steps", [(1000, 1, 256, 4), (1024, 1, 256, 4), (1025, 1, 256, 5),
+                                                        (1000, 2.5, 256, 10), (3, 1, 256, 1), (0, 1, 256, 1)])
+def test_optimizer_steps(rows, epochs, batch, steps):
+    assert optimizer_steps(rows, epochs, batch) == steps
+
+
+def test_both_engines_count_steps_alike(tmp_path):
+    from nemo_beyond_nll.megatron.bridge import train_iters
+    from nemo_beyond_nll.train.cpu_trainer import total_steps
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"prompt": "q", "completion": "a"}\n' * 1300)
+    trainer = SimpleNamespace(max_steps=None, epochs=1.5, global_batch_size=256)
+    cfg = SimpleNamespace(trainer=trainer, data=SimpleNamespace(train=str(train)))
+    assert train_iters(cfg) == total_steps(cfg, 1300) == optimizer_steps(1300, 1.5, 256) == 8
