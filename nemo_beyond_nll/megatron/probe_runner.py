@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from ..data.packing import pack_example
-from .hook import install, last_output
+from .hook import install, installed_objective, last_output
 
 
 def gather_1d(values: torch.Tensor, group=None) -> torch.Tensor:
@@ -48,15 +48,22 @@ def probe_batches(rows: List[dict], encode: Callable[[str], List[int]], *, seq_l
 
 @torch.no_grad()
 def completion_probabilities(model, batches, attention_mask=None) -> torch.Tensor:
-    """p of every completion token of `batches`, from a model with the objective hook (nll)."""
-    install(model, "nll")
+    """p of every completion token of `batches` (1-D, in order), in eval mode; the model's training
+    mode is restored. p does not depend on the objective, so an installed one is kept (else nll is
+    installed). Both engines and the probes measure p with this one function."""
+    if installed_objective(model) is None:
+        install(model, "nll")
+    was_training = model.training
     model.eval()
     values = []
-    for batch in batches:
-        tokens = batch["tokens"].to(next(model.parameters()).device)
-        position_ids = torch.arange(tokens.shape[1], device=tokens.device)[None].expand_as(tokens)
-        model(tokens, position_ids, attention_mask, labels=batch["labels"].to(tokens.device))
-        values.append(last_output(model).prob[batch["loss_mask"].to(tokens.device).bool()].float())
+    try:
+        for batch in batches:
+            tokens = batch["tokens"].to(next(model.parameters()).device)
+            position_ids = torch.arange(tokens.shape[1], device=tokens.device)[None].expand_as(tokens)
+            model(tokens, position_ids, attention_mask, labels=batch["labels"].to(tokens.device))
+            values.append(last_output(model).prob[batch["loss_mask"].to(tokens.device).bool()].float())
+    finally:
+        model.train(was_training)
     return torch.cat(values)
 
 

@@ -29,10 +29,12 @@ from ..megatron import install, last_output
 from ..megatron.cpu import causal_mask, init_megatron_cpu
 from ..megatron.generate import greedy_generate
 from ..megatron.models import TinyGPTConfig, build_tiny_gpt
+from ..megatron.probe_runner import completion_probabilities as measure_completion_probabilities
 from ..megatron.step import objective_loss_terms
 from .checkpoint import latest_step, load_checkpoint, save_checkpoint
 from ..utils.files import atomic_write_text, read_jsonl, write_jsonl
-from .metrics import MetricsLog, probability_histogram
+from ..probe import probability_histogram
+from .metrics import MetricsLog
 from .plots import plot_training
 
 
@@ -105,14 +107,6 @@ def batch_indices(step: int, batch_size: int, num_train: int, seed: int) -> torc
 
 
 @torch.no_grad()
-def validation_probabilities(model, batch: Dict[str, torch.Tensor], seq_length: int):
-    """Target probabilities and loss mask on the validation set (eval mode, no gradient)."""
-    model.eval()
-    n = batch["tokens"].shape[0]
-    position_ids = torch.arange(seq_length)[None].expand(n, -1)
-    model(batch["tokens"], position_ids, causal_mask(seq_length), labels=batch["labels"])
-    model.train()
-    return last_output(model).prob, batch["loss_mask"]
 
 
 def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictConfig, run_dir: Path, rank: int,
@@ -200,16 +194,11 @@ def load_base_weights(session: Session) -> None:
     session.model.load_state_dict(base["model"])
 
 
-@torch.no_grad()
-def completion_probabilities(session: Session, data: Dict[str, torch.Tensor], batch_size: int = 64) -> torch.Tensor:
+def completion_probabilities(model, data: Dict[str, torch.Tensor], seq_length: int, batch_size: int = 64) -> torch.Tensor:
     """The model's p of every completion token of `data` (1-D), without training."""
-    seq_length = session.cfg.model.seq_length
-    values = []
-    for start in range(0, data["tokens"].shape[0], batch_size):
-        batch = {k: v[start:start + batch_size] for k, v in data.items()}
-        prob, mask = validation_probabilities(session.model, batch, seq_length)
-        values.append(prob[mask.bool()])
-    return torch.cat(values)
+    batches = [{k: v[start:start + batch_size] for k, v in data.items()}
+               for start in range(0, data["tokens"].shape[0], batch_size)]
+    return measure_completion_probabilities(model, batches, causal_mask(seq_length))
 
 
 def probe_base(cfg: DictConfig, run_dir: Path, num_examples: int = 512):
@@ -219,7 +208,7 @@ def probe_base(cfg: DictConfig, run_dir: Path, num_examples: int = 512):
     session = start_session(cfg)
     load_base_weights(session)
     sample = {k: v[:num_examples] for k, v in session.train_data.items()}
-    values = completion_probabilities(session, sample)
+    values = completion_probabilities(session.model, sample, cfg.model.seq_length)
     if session.rank == 0:
         return write_probe_report(values, run_dir, f"{cfg.name}: base model on {cfg.data.task}")
     stats = probability_stats(values)  # the same values on every tensor-parallel rank
@@ -282,10 +271,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             print(f"resuming {run_dir} from step {start} of {steps}", file=sys.stderr)
 
     def record_histogram(step: int) -> None:
-        prob, mask = validation_probabilities(model, validation_data, seq_length)
+        values = completion_probabilities(model, validation_data, seq_length)
         if rank == 0:
-            log.append({"event": "prob_hist", "step": step, "counts": probability_histogram(prob, mask),
-                        "mean_p": float((prob * mask).sum() / mask.sum())})
+            log.append({"event": "prob_hist", "step": step, "counts": probability_histogram(values),
+                        "mean_p": float(values.double().mean())})
 
     if start == 0:
         record_histogram(0)
