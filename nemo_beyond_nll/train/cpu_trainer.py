@@ -238,61 +238,68 @@ def report(session: Session, run_dir: Path) -> dict:
     return summary
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train (or resume) and evaluate; call in every torchrun worker. Returns the evaluation summary."""
-    session = start_session(cfg)
-    model, objective, rank, tp_group = session.model, session.objective, session.rank, session.tp_group
-    train_data, validation_data = session.train_data, session.validation_data
-    seq_length = cfg.model.seq_length
-    num_train = len(session.train_examples)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-    )
-    steps = total_steps(cfg, num_train)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps))
+class SFTRecipe:
+    """The CPU engine's fine-tuning run as a recipe: `setup` (model, optimizer, schedule, resume),
+    `train_step` (one optimizer step over a global batch), `save` (a checkpoint), `record_histogram`
+    (p on the validation completions), and `finish` (plot and held-out evaluation). `run` strings
+    them together; call it in every torchrun worker."""
 
-    ckpt_dir = run_dir / "checkpoints"
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    state = load_checkpoint(ckpt_dir, rank=rank)
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = state["step"]
-    else:
-        load_base_weights(session)
-    if rank == 0:
-        log.rewind(start)
-        if start:
-            print(f"resuming {run_dir} from step {start} of {steps}", file=sys.stderr)
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl")
 
-    def record_histogram(step: int) -> None:
-        values = completion_probabilities(model, validation_data, seq_length)
-        if rank == 0:
-            log.append({"event": "prob_hist", "step": step, "counts": probability_histogram(values),
-                        "mean_p": float(values.double().mean())})
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.session = session = start_session(cfg)
+        self.model, self.objective, self.rank = session.model, session.objective, session.rank
+        self.seq_length = cfg.model.seq_length
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        )
+        self.steps = total_steps(cfg, len(session.train_examples))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.steps))
+        self.start = self._resume()
+        micro = cfg.trainer.micro_batch_size
+        self.position_ids = torch.arange(self.seq_length)[None].expand(micro, -1)
+        self.attention_mask = causal_mask(self.seq_length)
 
-    if start == 0:
-        record_histogram(0)
+    def _resume(self) -> int:
+        """The step to start from: the latest checkpoint's, else 0 (from the base weights, if any)."""
+        state = load_checkpoint(self.ckpt_dir, rank=self.rank)
+        start = 0
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            start = state["step"]
+        else:
+            load_base_weights(self.session)
+        if self.rank == 0:
+            self.log.rewind(start)
+            if start:
+                print(f"resuming {self.run_dir} from step {start} of {self.steps}", file=sys.stderr)
+        return start
 
-    micro = cfg.trainer.micro_batch_size
-    position_ids = torch.arange(seq_length)[None].expand(micro, -1)
-    mask = causal_mask(seq_length)
-    bar = tqdm(total=steps, initial=start, desc=f"sft {objective.name}", disable=rank != 0, file=sys.stderr,
-               dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
-    for step in range(start, steps):
+    def record_histogram(self, step: int) -> None:
+        values = completion_probabilities(self.model, self.session.validation_data, self.seq_length)
+        if self.rank == 0:
+            self.log.append({"event": "prob_hist", "step": step, "counts": probability_histogram(values),
+                             "mean_p": float(values.double().mean())})
+
+    def train_step(self, step: int) -> dict:
+        """One optimizer step (0-based `step`) over its global batch; returns the step's record."""
+        cfg, model, train_data = self.cfg, self.model, self.session.train_data
         began = time.perf_counter()
-        indices = batch_indices(step, cfg.trainer.global_batch_size, num_train, cfg.trainer.seed)
-        optimizer.zero_grad(set_to_none=True)
+        indices = batch_indices(step, cfg.trainer.global_batch_size, len(self.session.train_examples), cfg.trainer.seed)
+        self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4)  # loss sum, kept tokens, p sum, masked-in tokens
-        for chunk in indices.split(micro):
-            tokens, labels = train_data["tokens"][chunk], train_data["labels"][chunk]
-            loss_mask = train_data["loss_mask"][chunk]
-            per_token = model(tokens, position_ids[: len(chunk)], mask, labels=labels)
+        for chunk in indices.split(cfg.trainer.micro_batch_size):
+            tokens, labels, loss_mask = (train_data[k][chunk] for k in ("tokens", "labels", "loss_mask"))
+            per_token = model(tokens, self.position_ids[: len(chunk)], self.attention_mask, labels=labels)
             out = last_output(model)
             loss_sum, _, metrics = objective_loss_terms(per_token, out.prob, out.kept, loss_mask)
             loss_sum.backward()
@@ -302,31 +309,54 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         for p in model.parameters():  # per-token loss: divide by the kept tokens of the global batch
             if p.grad is not None:
                 p.grad.div_(max(kept, 1.0))
-        norm = grad_norm_and_clip(model, cfg.optim.grad_clip, tp_group)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
+        norm = grad_norm_and_clip(model, cfg.optim.grad_clip, self.session.tp_group)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
         record = {"event": "train", "step": step + 1, "loss": float(totals[0]) / max(kept, 1.0),
                   "target_prob": float(totals[2] / totals[3]), "kept_fraction": kept / float(totals[3]),
                   "lr": lr, "grad_norm": norm, "seconds": time.perf_counter() - began}
-        if rank == 0:
-            log.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", p=f"{record['target_prob']:.3f}",
-                        kept=f"{record['kept_fraction']:.2f}", refresh=False)
-        bar.update(1)
-        done = step + 1
-        if cfg.trainer.hist_interval and done % cfg.trainer.hist_interval == 0 and done < steps:
-            record_histogram(done)
-        if done % cfg.trainer.save_interval == 0 or done == steps:
-            if done == steps:
-                record_histogram(done)
-            save_checkpoint(ckpt_dir, done, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                             "scheduler": scheduler.state_dict(), "step": done}, rank=rank)
-    bar.close()
+        if self.rank == 0:
+            self.log.append(record)
+        return record
 
-    if rank == 0:
-        plot_training(log.records("train"), log.records("prob_hist"), run_dir / "training.png",
-                      f"{cfg.name}: {objective}")
-    summary = report(session, run_dir)
-    assert latest_step(ckpt_dir) == steps
-    return summary
+    def save(self, done: int) -> None:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "step": done}
+        save_checkpoint(self.ckpt_dir, done, state, rank=self.rank)
+
+    def finish(self) -> dict:
+        if self.rank == 0:
+            plot_training(self.log.records("train"), self.log.records("prob_hist"), self.run_dir / "training.png",
+                          f"{self.cfg.name}: {self.objective}")
+        summary = report(self.session, self.run_dir)
+        assert latest_step(self.ckpt_dir) == self.steps
+        return summary
+
+    def run(self) -> dict:
+        """Train (or resume) and evaluate. Returns the evaluation summary."""
+        self.setup()
+        cfg, steps = self.cfg, self.steps
+        if self.start == 0:
+            self.record_histogram(0)
+        bar = tqdm(total=steps, initial=self.start, desc=f"sft {self.objective.name}", disable=self.rank != 0,
+                   file=sys.stderr, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+        for step in range(self.start, steps):
+            record = self.train_step(step)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", p=f"{record['target_prob']:.3f}",
+                            kept=f"{record['kept_fraction']:.2f}", refresh=False)
+            bar.update(1)
+            done = step + 1
+            if cfg.trainer.hist_interval and done % cfg.trainer.hist_interval == 0 and done < steps:
+                self.record_histogram(done)
+            if done % cfg.trainer.save_interval == 0 or done == steps:
+                if done == steps:
+                    self.record_histogram(done)
+                self.save(done)
+        bar.close()
+        return self.finish()
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train (or resume) and evaluate; call in every torchrun worker. Returns the evaluation summary."""
+    return SFTRecipe(cfg, run_dir).run()
