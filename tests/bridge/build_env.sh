@@ -12,7 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 lock="$here/requirements.lock"
 hash="$(sha256sum "$lock" | cut -c1-12)"
-env_dir="${NEMO_BEYOND_NLL_BRIDGE_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/nemo_beyond_nll/bridge-env-$hash}"
+home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+env_dir="${NEMO_BEYOND_NLL_BRIDGE_ENV:-${XDG_CACHE_HOME:-$home/.cache}/nemo_beyond_nll/bridge-env-$hash}"
 
 if [ -f "$env_dir/.complete" ]; then
   echo "$env_dir"
@@ -21,7 +22,7 @@ fi
 
 python312=""
 for candidate in "$(PYENV_VERSION=3.12.1 pyenv which python 2>/dev/null || true)" "$(command -v python3.12 || true)" \
-    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
+    "${PYENV_ROOT:-$home/.pyenv}"/versions/3.12*/bin/python3.12; do
   if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
     python312="$candidate"
     break
