@@ -57,11 +57,17 @@ def probability_metrics(prob: torch.Tensor, counted: torch.Tensor, mask: torch.T
     }
 
 
-def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-    """Bridge-style loss function for the per-token loss `output_tensor` the installed model returned."""
+def installed_output(model):
+    """The per-token (loss, prob, kept) of the model's last forward with labels; an error without the hook."""
     out = last_output(model)
     if out is None:
         raise RuntimeError("no objective output on the model: call nemo_beyond_nll.megatron.install(model, ...)")
+    return out
+
+
+def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+    """Bridge-style loss function for the per-token loss `output_tensor` the installed model returned."""
+    out = installed_output(model)
     return objective_loss_terms(output_tensor, out.prob, out.kept, loss_mask)
 
 
@@ -103,9 +109,7 @@ class ObjectiveForwardStep:
         return output, partial(self.loss, state, model, loss_mask)
 
     def loss(self, state, model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-        out = last_output(model)
-        if out is None:
-            raise RuntimeError("no objective output on the model: call nemo_beyond_nll.megatron.install(model, ...)")
+        out = installed_output(model)
         mask = loss_mask.reshape(-1).float()
         counted = out.kept.reshape(-1).float() * mask
         checks = getattr(getattr(state, "cfg", None), "rerun_state_machine", None)
@@ -123,7 +127,9 @@ class ObjectiveForwardStep:
 
     def _after_training_micro_batch(self, state, out, counted, mask, loss_mask) -> None:
         step = state.train_state.step
-        if counted.sum() == 0 and mask.sum() > 0 and step != self._warned_step:
+        # Only a threshold drops tokens; the test costs a host sync, so other objectives skip it.
+        if (self.objective.is_thresholded and step != self._warned_step
+                and counted.sum() == 0 and mask.sum() > 0):
             self._warned_step = step
             mean_p = float((out.prob.reshape(-1).float() * mask).sum() / mask.sum())
             # Printed, not logged: Bridge's logging set-up filters out WARNING records by default.
