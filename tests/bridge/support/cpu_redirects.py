@@ -122,21 +122,9 @@ def apply() -> None:
     cuda.manual_seed_all = lambda *a, **k: None
 
 
-def _local_layer_spec(config, *args, **kwargs):
-    from megatron.bridge.models.gpt_provider import local_layer_spec
-
-    return local_layer_spec(config)
-
-
-def apply_local_layer_spec() -> None:
-    """Bridge's default layer spec is Transformer Engine's: build Megatron-Core's local spec instead."""
-    from megatron.bridge.models import gpt_provider
-
-    gpt_provider.transformer_engine_layer_spec = _local_layer_spec
-
-
 def apply_bridge() -> None:
-    """The Bridge-specific redirects: its initialisation's CUDA assertion and TE's layer spec."""
+    """The Bridge-specific redirects: its initialisation's CUDA assertion, the model-parallel RNG
+    tracker, gradient clipping's CUDA kernel, TE/Apex-only fusions and TE's layer spec."""
     from megatron.bridge.training import initialize, setup
 
     original = initialize.initialize_megatron
@@ -187,7 +175,11 @@ def apply_bridge() -> None:
         return finalize(self, *args, **kwargs)
 
     TransformerConfig.finalize = finalize_without_cuda_fusions
-    apply_local_layer_spec()
+
+    # Bridge's default layer spec is Transformer Engine's: build Megatron-Core's local spec instead.
+    from megatron.bridge.models import gpt_provider
+
+    gpt_provider.transformer_engine_layer_spec = gpt_provider.local_layer_spec
 
 
 def _clip_grad_by_total_norm(parameters, max_norm, total_norm, use_decoupled_grad=False):
