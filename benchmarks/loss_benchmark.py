@@ -42,7 +42,9 @@ OBJECTIVE_ARGS = {"neg_p_threshold": {"threshold": 1e-5}, "nll_threshold": {"thr
 
 
 def paper_loss(logits, target, objective):
-    """The paper's code path: fp32 log-probabilities of the whole vocabulary, then f(p) by autograd."""
+    """The paper's code path: fp32 log-probabilities of the whole vocabulary, then f(p) by autograd.
+
+    The speed baseline, timed as users run it; the tests' exact ground truth is tests/reference.py."""
     logprob = torch.log_softmax(logits.float(), dim=-1).gather(-1, target[:, None]).squeeze(-1)
     prob = logprob.exp()
     if objective.name in ("nll", "nll_threshold"):
@@ -124,7 +126,7 @@ def megatron_cross_entropies(device) -> dict:
                     dist.init_process_group("nccl", init_method="tcp://127.0.0.1:29517", rank=0, world_size=1)
                 parallel_state.initialize_model_parallel(1)
             else:
-                from nemo_beyond_nll.megatron.cpu import init_megatron_cpu
+                from nemo_beyond_nll.engines.cpu.runtime import init_megatron_cpu
 
                 init_megatron_cpu(tensor_parallel=1)
     except ImportError:

@@ -45,7 +45,7 @@ def _launch_cpu_workers(cfg, mode: str) -> int:
     """Start one gloo worker per tensor-parallel rank under torchrun and wait for them."""
     run_dir = _write_run_config(cfg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={cfg.model.tensor_parallel}", "-m", "nemo_beyond_nll.train.cpu_worker",
+           f"--nproc_per_node={cfg.model.tensor_parallel}", "-m", "nemo_beyond_nll.engines.cpu.worker",
            str(run_dir / "config.yaml"), mode]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore"),
@@ -54,7 +54,7 @@ def _launch_cpu_workers(cfg, mode: str) -> int:
 
 
 def _bridge():
-    from .megatron import bridge  # pure Python until a command runs; Megatron-Bridge is imported inside
+    from .engines.bridge import finetune as bridge  # pure Python until a command runs; Megatron-Bridge is imported inside
 
     return bridge
 
@@ -86,7 +86,7 @@ def run_import(cfg) -> int:
 def run_probe(cfg) -> int:
     if cfg.engine == "cpu":
         return _launch_cpu_workers(cfg, "probe")
-    from .megatron.probe_runner import run_bridge_probe
+    from .engines.bridge.probe import run_bridge_probe
 
     _write_run_config(cfg)
     return run_bridge_probe(cfg)

@@ -1,4 +1,7 @@
-"""Plain closed-form objectives over the whole vocabulary, with autograd: the ground truth for tests."""
+"""Plain closed-form objectives over the whole vocabulary, with autograd: the ground truth for tests.
+
+Not the benchmark's `paper_loss` (benchmarks/loss_benchmark.py), which times the paper's fp32 code path
+as users run it; this one is fp64 with ignore_index and the kept mask, for exactness."""
 
 import torch
 

@@ -18,19 +18,16 @@ MAY_IMPORT = {
     "probe": {"utils"},
     "recipe": {"config", "domains"},
     "nemo": {"core", "config"},
-    "megatron": {"core", "config", "data", "probe", "utils"},
-    "eval": {"config", "data", "domains", "megatron", "utils"},
-    "train": {"core", "config", "data", "megatron", "probe", "utils"},
-    "cli": {"config", "data", "domains", "eval", "megatron", "recipe", "train", "utils"},
+    "megatron": {"core", "data", "probe"},
+    "engines": {"core", "config", "data", "megatron", "probe", "utils"},
+    "eval": {"config", "data", "domains", "engines", "utils"},
+    "cli": {"config", "data", "domains", "engines", "eval", "recipe", "utils"},
     "__main__": {"cli"},
     # (data/__init__.py's __getattr__ resolves the former data.build from domains on first use, by
     # importlib, so that importing data never imports domains)
-    # the package root re-exports the public API; the former module paths alias their new homes
-    "__init__": {"core"},
-    "objectives": {"core"},
-    "vocab_parallel": {"core"},
-    "linear": {"core"},
-    "triton_kernels": {"core"},
+    # the package root re-exports the public API and installs the former-path finder
+    "__init__": {"core", "former_paths"},
+    "former_paths": set(),
 }
 
 
@@ -134,3 +131,12 @@ def test_no_module_imports_another_modules_private_name():
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 found.append(f"{module} uses {bound[node.value.id]}.{node.attr}")
     assert not found, "private names used across modules:\n" + "\n".join(sorted(set(found)))
+
+
+def test_the_two_engines_share_code_only_through_the_layers_below():
+    modules = project_modules()
+    crossing = [f"{module} imports {target}" for module, path in modules.items() for target, _ in imports(path)
+                for mine, other in (("cpu", "bridge"), ("bridge", "cpu"))
+                if module.startswith(f"{PACKAGE.name}.engines.{mine}")
+                and target.startswith(f"{PACKAGE.name}.engines.{other}")]
+    assert not crossing, "\n".join(crossing)

@@ -71,7 +71,7 @@ def test_one_histogram_for_probe_runs_and_tensorboard():
     import torch
 
     from nemo_beyond_nll.probe import HIST_BINS, histogram_edges, probability_histogram
-    from nemo_beyond_nll.train.metrics import probability_histogram as run_histogram
+    from nemo_beyond_nll.engines.cpu.metrics import probability_histogram as run_histogram
 
     prob = torch.tensor([[0.0, 0.04, 0.05, 0.5], [0.99, 1.0, 0.3, 0.72]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 1]])

@@ -111,7 +111,7 @@ def latest_checkpoint(checkpoints_dir: Union[str, Path]) -> Path:
 def export_hf_checkpoint(cfg) -> Path:
     """Export the run's latest checkpoint to `<run>/hf/<iter_N>` in Hugging Face format; returns that
     folder. An existing export is reused: the folder only appears once the export has finished."""
-    from ..megatron.bridge import run_paths
+    from ..engines.bridge.finetune import run_paths
 
     paths = run_paths(cfg)
     iteration = latest_checkpoint(paths["checkpoints"])
@@ -174,7 +174,7 @@ def describe_gpu_eval(cfg) -> str:
     """What :func:`run_gpu_eval` would do, for a dry run: the checkpoint and its export, vLLM's
     settings, where each benchmark's rows come from, the files written. Needs neither vLLM nor Bridge."""
     from ..config import ConfigError
-    from ..megatron.bridge import run_paths
+    from ..engines.bridge.finetune import run_paths
     from .benchmark_sets import benchmark_source, default_source, get_benchmark
 
     _check_eval_config(cfg)
@@ -205,7 +205,7 @@ def run_gpu_eval(cfg) -> int:
     generate with vLLM (greedy, eval.max_new_tokens, model.tensor_parallel GPUs), grade, and write
     `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
     from ..config import ConfigError, objective_from_config
-    from ..megatron.bridge import run_paths
+    from ..engines.bridge.finetune import run_paths
     from .benchmark_sets import load_benchmarks
 
     _check_eval_config(cfg)

@@ -1,4 +1,5 @@
-"""Megatron-Core glue: the loss hook and the CPU shims. Imports megatron-core lazily."""
+"""Megatron-Core / Megatron-Bridge integration: the loss hook, the fused output layer, the training
+step's reduction and completion probabilities. Imports megatron-core lazily."""
 
 from .hook import install, installed_objective, last_output, uninstall
 

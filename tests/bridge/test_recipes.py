@@ -53,7 +53,7 @@ def test_fixtures_cover_every_backbone_a_recipe_or_base_recipe_names():
 
     from megatron.bridge import AutoBridge
 
-    from nemo_beyond_nll.megatron.bridge import backbone_for_every_request
+    from nemo_beyond_nll.engines.bridge.finetune import backbone_for_every_request
 
     ids = {str(load_recipe(p).model.hf_path) for p in GPU_RECIPES}
     backbone = AutoBridge.from_hf_pretrained(str(HF_FIXTURES / "Qwen--Qwen2.5-Math-1.5B"))
@@ -98,7 +98,7 @@ def test_import_and_eval_dry_runs(capsys, command):
 
 
 def build(recipe, tmp_path, *overrides):
-    from nemo_beyond_nll.megatron.bridge import build_config, validate_config
+    from nemo_beyond_nll.engines.bridge.finetune import build_config, validate_config
 
     train = write_jsonl(tmp_path / "train.jsonl", 1000)
     validation = write_jsonl(tmp_path / "validation.jsonl", 10)
@@ -210,7 +210,7 @@ def test_bridge_rejections_are_one_line(capsys):
     code, _, err = dry_run(capsys, ROOT / "recipes" / "qwen2.5-7b_medical.yaml", "launch.nproc_per_node=3")
     assert code == 2 and err.count("\n") == 1 and "not a multiple of TP x PP x CP = 2" in err
     with pytest.raises(ConfigError, match="validate\\(\\) rejects the config"):
-        from nemo_beyond_nll.megatron.bridge import build_config
+        from nemo_beyond_nll.engines.bridge.finetune import build_config
 
         build_config(load_recipe(ROOT / "recipes" / "qwen2.5-7b_medical.yaml", ["model.seq_length=4095",
                      "model.context_parallel=2"]), write_dataset_links=False, iters=10)

@@ -9,8 +9,8 @@ import torch
 
 from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install, last_output
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 from nemo_beyond_nll.megatron.step import NO_ZERO_DIVISION, ObjectiveForwardStep
 
 pytestmark = pytest.mark.bridge

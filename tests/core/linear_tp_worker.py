@@ -4,11 +4,12 @@ Each rank holds its rows of the same output weight. Loss, prob, kept, the hidden
 (all-reduced by the function) and this rank's slice of the weight gradient must equal the matmul +
 vocab_parallel_objective over the whole vocabulary, and be bitwise equal on all ranks; forward
 costs one all-gather, backward one all-reduce. With reduce_hidden_grad=False each rank's hidden
-gradient is a partial sum that adds up to the whole. Exits non-zero on the first mismatch.
+gradient is a partial sum that adds up to the whole. Raises on the first mismatch.
 """
 
 
 import torch
+import rank_report
 import torch.distributed as dist
 from tp_checks import check, collectives, counting, fail, same_on_all_ranks
 
@@ -81,10 +82,10 @@ def main():
     check(summed, whole_h.grad, "sum of partial hidden grads", TOLERANCE[torch.float64])
     if world > 1 and torch.allclose(partial_h.grad, whole_h.grad):
         fail("a partial hidden grad already equals the whole one; the check would not check")
-    print(f"rank {rank}: fused TP={world} equals the unfused whole vocabulary for {len(OBJECTIVES)} objectives")
     dist.barrier()
     dist.destroy_process_group()
+    return {"tp": world, "objectives": len(OBJECTIVES)}
 
 
 if __name__ == "__main__":
-    main()
+    rank_report.run(main)

@@ -2,7 +2,7 @@
 
 For every objective and dtype, each rank takes its slice of the same logits; loss, prob, kept and
 the gradient slice must equal the whole-vocabulary computation, be bitwise equal on all ranks,
-and cost exactly one collective (none in backward). Exits non-zero on the first mismatch.
+and cost exactly one collective (none in backward). Raises on the first mismatch.
 
 `vocab_parallel_tp_worker.py triton` runs the shards with the Triton kernels (interpreted on these
 CPU tensors) against the torch backend's whole-vocabulary result.
@@ -16,6 +16,7 @@ if BACKEND == "triton":
     os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: these are CPU tensors
 
 import torch
+import rank_report
 import torch.distributed as dist
 from tp_checks import check, collectives, counting, fail, same_on_all_ranks
 
@@ -92,11 +93,11 @@ def main():
     except ValueError as err:
         if f"[0, {v_local * world})" not in str(err):
             fail(f"unexpected error {err}")
-    print(f"rank {rank}: TP={world} equals the whole vocabulary for {len(OBJECTIVES)} objectives x 3 dtypes, "
-          f"backend {BACKEND}")
     dist.barrier()
     dist.destroy_process_group()  # an exit without it can abort in gloo's teardown
+    return {"tp": world, "objectives": len(OBJECTIVES), "dtypes": 3, "backend": BACKEND,
+            "kernel_launches": len(launches)}
 
 
 if __name__ == "__main__":
-    main()
+    rank_report.run(main)

@@ -12,8 +12,8 @@ def test_optimizer_steps(rows, epochs, batch, steps):
 
 
 def test_both_engines_count_steps_alike(tmp_path):
-    from nemo_beyond_nll.megatron.bridge import train_iters
-    from nemo_beyond_nll.train.cpu_trainer import total_steps
+    from nemo_beyond_nll.engines.bridge.finetune import train_iters
+    from nemo_beyond_nll.engines.cpu.trainer import total_steps
 
     train = tmp_path / "train.jsonl"
     train.write_text('{"prompt": "q", "completion": "a"}\n' * 1300)

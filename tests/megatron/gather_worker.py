@@ -1,19 +1,25 @@
 """torchrun worker: gather_1d joins tensors of different lengths from every rank, in rank order."""
 
-import sys
-
+import rank_report
 import torch
 import torch.distributed as dist
+from tp_checks import fail
 
-from nemo_beyond_nll.megatron.probe_runner import gather_1d
+from nemo_beyond_nll.megatron.completions import gather_1d
 
-dist.init_process_group("gloo")
-rank, world = dist.get_rank(), dist.get_world_size()
-mine = torch.arange(rank + 1, dtype=torch.float32) + 10 * rank  # rank r sends r + 1 values
-out = gather_1d(mine)
-expected = torch.cat([torch.arange(r + 1, dtype=torch.float32) + 10 * r for r in range(world)])
-if not torch.equal(out, expected):
-    sys.exit(f"rank {rank}: gathered {out.tolist()}, expected {expected.tolist()}")
-print(f"rank {rank}: gathered {out.numel()} values")
-dist.barrier()
-dist.destroy_process_group()
+
+def main():
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = torch.arange(rank + 1, dtype=torch.float32) + 10 * rank  # rank r sends r + 1 values
+    out = gather_1d(mine)
+    expected = torch.cat([torch.arange(r + 1, dtype=torch.float32) + 10 * r for r in range(world)])
+    if not torch.equal(out, expected):
+        fail(f"gathered {out.tolist()}, expected {expected.tolist()}")
+    dist.barrier()
+    dist.destroy_process_group()
+    return {"gathered": out.tolist()}
+
+
+if __name__ == "__main__":
+    rank_report.run(main)

@@ -3,20 +3,21 @@
 At TP=1 and at TP=world, with separate and with shared embedding/output weights, the fused model's
 per-token loss, prob, kept and every parameter gradient must equal the unfused TP=1 model's, the
 output layer must not produce logits, and a forward without labels must still return the logits.
-Run by test_hook.py; exits non-zero on a mismatch.
+Run by test_hook.py; raises on a mismatch.
 """
 
 import dataclasses
-import sys
 
 import torch
+import rank_report
 import torch.distributed as dist
+from tp_checks import fail
 
 import nemo_beyond_nll.megatron.hook as hook
 from gpt_tp_worker import CFG, batch, close, full_grad
 from nemo_beyond_nll.megatron import install, last_output, uninstall
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
-from nemo_beyond_nll.megatron.models import build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
+from nemo_beyond_nll.engines.cpu.models import build_tiny_gpt
 
 OBJECTIVES = ["nll", "neg_p", "OnlyTopP-0.0078", "dft"]
 calls = []
@@ -37,7 +38,7 @@ def run(model, objective, fusion):
     loss = model(tokens, position_ids, causal_mask(CFG.seq_length), labels=labels)
     expected = ["vocab_parallel_linear_objective"] if fusion else ["vocab_parallel_objective"]
     if calls != expected:
-        sys.exit(f"rank {dist.get_rank()}: fusion={fusion} computed the loss with {calls}")
+        fail(f"fusion={fusion} computed the loss with {calls}")
     upstream = torch.linspace(0.5, 1.5, loss.numel()).view_as(loss)
     (loss * upstream).sum().backward()
     grads = {name: full_grad(p) for name, p in model.named_parameters()}
@@ -56,9 +57,9 @@ def compare(got, ref, label):
     close(loss, ref_loss, f"{label}: loss")
     close(out.prob, ref_out.prob, f"{label}: prob")
     if not torch.equal(out.kept, ref_out.kept):
-        sys.exit(f"rank {dist.get_rank()}: {label}: kept differs")
+        fail(f"{label}: kept differs")
     if grads.keys() != ref_grads.keys():
-        sys.exit(f"{label}: parameters differ")
+        fail(f"{label}: parameters differ")
     for pname, grad in grads.items():
         close(grad, ref_grads[pname], f"{label}: grad of {pname}")
 
@@ -84,10 +85,10 @@ def main():
                   f"logits without labels TP={tp}")
             uninstall(model)
             if "forward" in vars(model) or "_postprocess" in vars(model):
-                sys.exit("uninstall left the fused forward in place")
-    print(f"rank {rank}: fused GPTModel TP={world} matches unfused TP=1 for {len(OBJECTIVES)} objectives")
+                fail("uninstall left the fused forward in place")
     shutdown_distributed()
+    return {"tp": world, "objectives": len(OBJECTIVES)}
 
 
 if __name__ == "__main__":
-    main()
+    rank_report.run(main)

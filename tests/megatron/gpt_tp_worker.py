@@ -1,19 +1,20 @@
 """torchrun worker: a real Megatron-Core GPTModel with install() at TP=world equals TP=1.
 
-Run by test_hook.py as `torchrun --nproc_per_node=N gpt_tp_worker.py`; exits non-zero on a mismatch.
+Run by test_hook.py as `torchrun --nproc_per_node=N gpt_tp_worker.py`; raises on a mismatch.
 """
 
 import dataclasses
-import sys
 
 import torch
+import rank_report
 import torch.distributed as dist
+from tp_checks import fail
 
 from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install, last_output, uninstall
-from nemo_beyond_nll.megatron.generate import greedy_generate
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.generate import greedy_generate
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft"]
 CFG = TinyGPTConfig(vocab_size=128, seq_length=16, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
@@ -61,7 +62,7 @@ def full_grad(param):
 def close(a, b, what, rtol=2e-5, atol=1e-6):
     if not torch.allclose(a, b, rtol=rtol, atol=atol):
         diff = (a - b).abs().max().item()
-        sys.exit(f"rank {dist.get_rank()}: {what} differs by {diff:.3e}")
+        fail(f"{what} differs by {diff:.3e}")
 
 
 PROMPTS = [[5, 9, 13], [7], [100, 3, 64, 2, 90]]
@@ -89,12 +90,12 @@ def main():
     mtp_params = [n for n in mtp_reference[None][2] if n.startswith("mtp.")]
     if not mtp_params or all(torch.allclose(mtp_reference["neg_p"][2][n], mtp_reference[None][2][n])
                              for n in mtp_params):
-        sys.exit("the MTP head's gradients do not depend on the installed objective")
+        fail("the MTP head's gradients do not depend on the installed objective")
 
     init_megatron_cpu(tensor_parallel=world)
     model = build_tiny_gpt(CFG, tensor_parallel=world)
     if generate(model) != reference_generation:
-        sys.exit(f"rank {rank}: greedy generation at TP={world} differs from TP=1")
+        fail(f"greedy generation at TP={world} differs from TP=1")
     for name in OBJECTIVES + [None]:
         loss, out, grads = run(model, name)
         ref_loss, ref_out, ref_grads = reference[name]
@@ -103,9 +104,9 @@ def main():
         if out is not None:
             close(out.prob, ref_out.prob, f"{label}: prob")
             if not torch.equal(out.kept, ref_out.kept):
-                sys.exit(f"rank {rank}: {label}: kept differs")
+                fail(f"{label}: kept differs")
             if get_objective(name).is_thresholded and out.kept.all():
-                sys.exit(f"{label}: threshold kept every token; the test would not test it")
+                fail(f"{label}: threshold kept every token; the test would not test it")
         for pname, grad in grads.items():
             close(grad, ref_grads[pname], f"{label}: grad of {pname}")
 
@@ -123,9 +124,9 @@ def main():
     close(nll_loss, mcore_loss, "nll vs Megatron loss")
     for pname, grad in nll_grads.items():
         close(grad, mcore_grads[pname], f"nll vs Megatron grad of {pname}")
-    print(f"rank {rank}: GPTModel TP={world} matches TP=1 for {len(OBJECTIVES)} objectives, with and without MTP")
     shutdown_distributed()
+    return {"tp": world, "objectives": len(OBJECTIVES), "mtp_objectives": len(MTP_OBJECTIVES)}
 
 
 if __name__ == "__main__":
-    main()
+    rank_report.run(main)

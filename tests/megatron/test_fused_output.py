@@ -6,9 +6,9 @@ from megatron.core.models.gpt import GPTModel
 
 import nemo_beyond_nll.megatron.hook as hook
 from nemo_beyond_nll.megatron import install, last_output, uninstall
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
 from nemo_beyond_nll.megatron.fused_output import fused_output_processor, uses_output_processor
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
 CFG = TinyGPTConfig(vocab_size=64, seq_length=8, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
 
@@ -126,5 +126,5 @@ def test_output_processor_gets_the_loss_from_the_installed_objective(model):
 
 @pytest.mark.parametrize("tp", [2])
 def test_fused_gpt_model_tensor_parallel_equals_unfused_tp1(torchrun, tp):
-    output = torchrun("megatron/gpt_fused_tp_worker.py", tp)
-    assert output.count(f"fused GPTModel TP={tp} matches unfused TP=1") == tp
+    reports = torchrun("megatron/gpt_fused_tp_worker.py", tp)
+    assert [(r["tp"], r["objectives"]) for r in reports] == [(tp, 4)] * tp

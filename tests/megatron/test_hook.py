@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from nemo_beyond_nll.megatron import install, installed_objective, last_output, uninstall
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
 CFG = TinyGPTConfig(vocab_size=64, seq_length=8, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
 
@@ -59,5 +59,5 @@ def test_install_on_wrappers_and_lists(model):
 
 @pytest.mark.parametrize("tp", [2, 4])
 def test_gpt_model_tensor_parallel_equals_tp1(torchrun, tp):
-    output = torchrun("megatron/gpt_tp_worker.py", tp)
-    assert output.count(f"GPTModel TP={tp} matches TP=1") == tp
+    reports = torchrun("megatron/gpt_tp_worker.py", tp)
+    assert [(r["tp"], r["objectives"], r["mtp_objectives"]) for r in reports] == [(tp, 6, 2)] * tp

@@ -2,8 +2,8 @@ import torch
 
 from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 from nemo_beyond_nll.megatron.step import objective_loss_function, objective_loss_terms
 
 from ..reference import reference_objective

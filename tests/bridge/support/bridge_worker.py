@@ -29,8 +29,8 @@ def export_with_megatron_logits(recipe, overrides) -> int:
     from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
 
     from nemo_beyond_nll.eval.backends import export_hf_checkpoint, latest_checkpoint
-    from nemo_beyond_nll.megatron.bridge import run_paths
-    from nemo_beyond_nll.megatron.cpu import causal_mask
+    from nemo_beyond_nll.engines.bridge.finetune import run_paths
+    from nemo_beyond_nll.engines.cpu.runtime import causal_mask
     from nemo_beyond_nll.recipe import load_recipe
 
     cfg = load_recipe(recipe, overrides)
@@ -64,8 +64,8 @@ def main(argv) -> int:
         from megatron.bridge.training import gpt_step
         from megatron.bridge.training.finetune import finetune
 
-        from nemo_beyond_nll.megatron.bridge import build_config
-        from nemo_beyond_nll.megatron.dataset_helpers import use_prebuilt_dataset_helpers
+        from nemo_beyond_nll.engines.bridge.finetune import build_config
+        from nemo_beyond_nll.engines.bridge.dataset_helpers import use_prebuilt_dataset_helpers
         from nemo_beyond_nll.recipe import load_recipe
 
         use_prebuilt_dataset_helpers()

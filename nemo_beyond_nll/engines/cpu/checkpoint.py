@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from ..utils.files import atomic_write, atomic_write_text
+from ...utils.files import atomic_write, atomic_write_text
 
 
 def _step_dir(root: Path, step: int) -> Path:

@@ -1,4 +1,4 @@
-"""torchrun entry of the CPU engine: `python -m nemo_beyond_nll.train.cpu_worker RUN_DIR/config.yaml train|eval|probe|continuum`."""
+"""torchrun entry of the CPU engine: `python -m nemo_beyond_nll.engines.cpu.worker RUN_DIR/config.yaml train|eval|probe|continuum`."""
 
 import sys
 import warnings
@@ -14,9 +14,9 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from omegaconf import OmegaConf
 
-    from ..megatron.cpu import shutdown_distributed
+    from .runtime import shutdown_distributed
     from .continuum import run_continuum
-    from .cpu_trainer import evaluate_latest, probe_base, train
+    from .trainer import evaluate_latest, probe_base, train
 
     config_path, mode = Path(argv[0]), argv[1]
     cfg = OmegaConf.load(config_path)

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 import pytest
 
 from nemo_beyond_nll.config import ConfigError
-from nemo_beyond_nll.megatron import bridge
-from nemo_beyond_nll.megatron.bridge import (
+from nemo_beyond_nll.engines.bridge import finetune as bridge
+from nemo_beyond_nll.engines.bridge.finetune import (
     backbone_source,
     base_recipe_on_backbone,
     bridge_overrides,
@@ -16,7 +16,7 @@ from nemo_beyond_nll.megatron.bridge import (
 )
 from nemo_beyond_nll.recipe import load_recipe
 
-RECIPE = Path(__file__).parents[2] / "recipes" / "qwen2.5-math-7b_math.yaml"
+RECIPE = Path(__file__).parents[3] / "recipes" / "qwen2.5-math-7b_math.yaml"
 
 
 def overrides_dict(cfg):

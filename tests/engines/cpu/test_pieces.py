@@ -5,12 +5,12 @@ import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 
-from nemo_beyond_nll.megatron.cpu import init_distributed_cpu
+from nemo_beyond_nll.engines.cpu.runtime import init_distributed_cpu
 from nemo_beyond_nll.recipe import Recipe
-from nemo_beyond_nll.train.checkpoint import latest_step, load_checkpoint, save_checkpoint
-from nemo_beyond_nll.train.cpu_trainer import batch_indices, lr_lambda, total_steps
+from nemo_beyond_nll.engines.cpu.checkpoint import latest_step, load_checkpoint, save_checkpoint
+from nemo_beyond_nll.engines.cpu.trainer import batch_indices, lr_lambda, total_steps
 from nemo_beyond_nll.utils.files import atomic_write_text, read_jsonl
-from nemo_beyond_nll.train.metrics import MetricsLog, probability_histogram
+from nemo_beyond_nll.engines.cpu.metrics import MetricsLog, probability_histogram
 
 
 def test_batches_cover_each_epoch_once_and_repeat_exactly():

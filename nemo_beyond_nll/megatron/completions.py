@@ -1,16 +1,12 @@
-"""The probe on a GPU recipe: the Hugging Face backbone in Megatron-Core, forward only, every rank.
+"""The target probability p of completion tokens under a Megatron-Core model, for both engines.
 
-The probe needs no optimizer state, so it runs with tensor parallelism over the GPUs of a node
-(up to 8) and no pipeline parallelism, whatever the recipe trains with: a 70B backbone in bf16 is
-about 18 GB per GPU at TP=8. Data-parallel ranks take interleaved shares of the sample, and their
-probabilities are gathered on rank 0, which writes probe.json and probe.png.
+The CPU engine's evaluation histograms, its base-model probe and the Bridge engine's probe all
+measure p with :func:`completion_probabilities`; :func:`probe_batches` turns prompt/completion rows
+into its batches and :func:`gather_1d` collects data-parallel ranks' values.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
@@ -65,37 +61,3 @@ def completion_probabilities(model, batches, attention_mask=None) -> torch.Tenso
     finally:
         model.train(was_training)
     return torch.cat(values)
-
-
-def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
-    """Probe a bridge recipe's backbone on its training data; call under torchrun on one node's GPUs."""
-    from megatron.bridge import AutoBridge
-    from megatron.core import parallel_state
-    from transformers import AutoTokenizer
-
-    from ..probe import write_probe_report
-    from ..utils.files import read_jsonl
-
-    rows = read_jsonl(Path(cfg.data.train))[:num_examples]
-    if not rows:
-        raise ValueError(f"no training rows in {cfg.data.train}")
-    provider = AutoBridge.from_hf_pretrained(cfg.model.hf_path).to_megatron_provider(load_weights=True)
-    gpus_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    provider.tensor_model_parallel_size = math.gcd(gpus_per_node, 8)
-    provider.pipeline_model_parallel_size = 1
-    provider.context_parallel_size = 1
-    provider.sequence_parallel = False
-    provider.finalize()
-    provider.initialize_model_parallel(seed=0)
-    model = provider.provide_distributed_model(wrap_with_ddp=False)[0]
-
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.hf_path)
-    dp_rank = parallel_state.get_data_parallel_rank()
-    dp_size = parallel_state.get_data_parallel_world_size()
-    batches = probe_batches(rows[dp_rank::dp_size], lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
-                            seq_length=cfg.model.seq_length, pad_id=tokenizer.pad_token_id or 0,
-                            eos_id=tokenizer.eos_token_id, batch_size=batch_size)
-    values = gather_1d(completion_probabilities(model, batches), parallel_state.get_data_parallel_group())
-    if dist.get_rank() == 0:
-        write_probe_report(values.cpu(), Path(cfg.checkpoint.dir), f"{cfg.name}: {cfg.model.hf_path}")
-    return 0

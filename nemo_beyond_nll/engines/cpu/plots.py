@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..utils.files import atomic_write
-from ..probe import HIST_BINS
+from ...utils.files import atomic_write
+from ...probe import HIST_BINS
 
 
 def plot_training(train_records: list, hist_records: list, path: Path, title: str) -> None:

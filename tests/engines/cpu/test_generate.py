@@ -1,6 +1,6 @@
 import torch
 
-from nemo_beyond_nll.megatron.generate import vocab_parallel_argmax
+from nemo_beyond_nll.engines.cpu.generate import vocab_parallel_argmax
 
 
 def test_argmax_without_tensor_parallelism_matches_torch():

@@ -1,6 +1,7 @@
-"""Checks shared by the torchrun workers in this folder (run as scripts, so imported by module name)."""
+"""Checks shared by the torchrun workers (run as scripts: tests/support is on their path, so these
+import by module name). A failed check raises; see `rank_report`."""
 
-import sys
+import os
 
 import torch
 import torch.distributed as dist
@@ -16,8 +17,12 @@ def counting(fn, name=None):
     return wrapper
 
 
+class CheckFailed(AssertionError):
+    pass
+
+
 def fail(message):
-    sys.exit(f"rank {dist.get_rank()}: {message}")
+    raise CheckFailed(f"rank {os.environ.get('RANK', '0')}: {message}")
 
 
 def check(a, b, what, tolerance):

@@ -21,19 +21,19 @@ import torch.distributed as dist
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ..config import objective_from_config
-from ..data.char_tokenizer import CharTokenizer
-from ..data.schedule import optimizer_steps
-from ..data.synthetic import make_split
-from ..megatron import install, last_output
-from ..megatron.cpu import causal_mask, init_megatron_cpu
-from ..megatron.generate import greedy_generate
-from ..megatron.models import TinyGPTConfig, build_tiny_gpt
-from ..megatron.probe_runner import completion_probabilities as measure_completion_probabilities
-from ..megatron.step import objective_loss_terms
+from ...config import objective_from_config
+from ...data.char_tokenizer import CharTokenizer
+from ...data.schedule import optimizer_steps
+from ...data.synthetic import make_split
+from ...megatron import install, last_output
+from .runtime import causal_mask, init_megatron_cpu
+from .generate import greedy_generate
+from .models import TinyGPTConfig, build_tiny_gpt
+from ...megatron.completions import completion_probabilities as measure_completion_probabilities
+from ...megatron.step import objective_loss_terms
 from .checkpoint import latest_step, load_checkpoint, save_checkpoint
-from ..utils.files import atomic_write_text, read_jsonl, write_jsonl
-from ..probe import probability_histogram
+from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
+from ...probe import probability_histogram
 from .metrics import MetricsLog
 from .plots import plot_training
 
@@ -203,7 +203,7 @@ def completion_probabilities(model, data: Dict[str, torch.Tensor], seq_length: i
 
 def probe_base(cfg: DictConfig, run_dir: Path, num_examples: int = 512):
     """The probe of the CPU engine: base-model statistics on the training data and the recommendation."""
-    from ..probe import probability_stats, recommend, write_probe_report
+    from ...probe import probability_stats, recommend, write_probe_report
 
     session = start_session(cfg)
     load_base_weights(session)

@@ -8,7 +8,7 @@ import pytest
 
 from nemo_beyond_nll.utils.files import read_jsonl
 
-RECIPE = str(Path(__file__).parents[2] / "recipes" / "tiny_cpu.yaml")
+RECIPE = str(Path(__file__).parents[3] / "recipes" / "tiny_cpu.yaml")
 SMALL = ["data.num_train=512", "data.num_validation=16", "trainer.global_batch_size=32",
          "trainer.micro_batch_size=16", "trainer.save_interval=3", "trainer.hist_interval=2",
          "model.tiny.hidden_size=64", "model.tiny.ffn_hidden_size=128"]

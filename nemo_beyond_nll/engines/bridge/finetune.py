@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from ..config import ConfigError, objective_from_config
-from ..data.schedule import optimizer_steps
+from ...config import ConfigError, objective_from_config
+from ...data.schedule import optimizer_steps
 
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
 # Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
@@ -387,7 +387,7 @@ def run_sft(cfg) -> int:
     from megatron.bridge.training.finetune import finetune
 
     from .dataset_helpers import use_prebuilt_dataset_helpers
-    from .step import ObjectiveForwardStep
+    from ...megatron.step import ObjectiveForwardStep
 
     if not run_paths(cfg)["pretrained"].exists():
         raise ConfigError(

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.objectives import get_objective
-from .cpu_trainer import probe_base, train
-from ..utils.files import atomic_write, atomic_write_text
+from ...core.objectives import get_objective
+from .trainer import probe_base, train
+from ...utils.files import atomic_write, atomic_write_text
 
 
 def _variant(cfg: DictConfig, run_dir: Path, **changes) -> DictConfig:

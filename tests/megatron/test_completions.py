@@ -1,8 +1,8 @@
 import torch
 
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
-from nemo_beyond_nll.megatron.probe_runner import completion_probabilities, probe_batches
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.megatron.completions import completion_probabilities, probe_batches
 
 
 def encode(text):
@@ -34,4 +34,5 @@ def test_completion_probabilities_match_log_softmax():
 
 
 def test_gather_across_ranks(torchrun):
-    assert torchrun("megatron/gather_worker.py", 3).count("gathered 6 values") == 3
+    expected = [0.0, 10.0, 11.0, 20.0, 21.0, 22.0]  # rank r sends r + 1 values
+    assert [r["gathered"] for r in torchrun("megatron/gather_worker.py", 3)] == [expected] * 3

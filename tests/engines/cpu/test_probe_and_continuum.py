@@ -8,11 +8,11 @@ import torch
 
 from nemo_beyond_nll.data.char_tokenizer import CharTokenizer
 from nemo_beyond_nll.data.synthetic import make_split
-from nemo_beyond_nll.megatron.cpu import causal_mask, init_megatron_cpu
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
-from nemo_beyond_nll.train.cpu_trainer import encode
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.trainer import encode
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 SMALL = ["data.num_train=64", "data.num_validation=8", "trainer.global_batch_size=16",
          "trainer.micro_batch_size=16", "model.tiny.hidden_size=32", "model.tiny.ffn_hidden_size=64"]
 

@@ -7,8 +7,8 @@ from typing import List, Sequence
 import torch
 import torch.distributed as dist
 
-from .cpu import causal_mask
-from .hook import tensor_parallel_group
+from .runtime import causal_mask
+from ...megatron.hook import tensor_parallel_group
 
 
 def vocab_parallel_argmax(logits: torch.Tensor, tp_group) -> torch.Tensor:

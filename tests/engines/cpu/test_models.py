@@ -1,7 +1,7 @@
 import pytest
 
-from nemo_beyond_nll.megatron.cpu import init_megatron_cpu
-from nemo_beyond_nll.megatron.models import TinyGPTConfig, build_tiny_gpt
+from nemo_beyond_nll.engines.cpu.runtime import init_megatron_cpu
+from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
 
 class CudaOnlyNorm:

@@ -8,9 +8,9 @@ from typing import List
 
 import torch
 
-from ..probe import HIST_BINS
-from ..probe import probability_histogram as histogram_of
-from ..utils.files import read_jsonl, write_jsonl
+from ...probe import HIST_BINS
+from ...probe import probability_histogram as histogram_of
+from ...utils.files import read_jsonl, write_jsonl
 
 def probability_histogram(prob: torch.Tensor, mask: torch.Tensor, bins: int = HIST_BINS) -> List[int]:
     """Counts of target probabilities of the masked-in tokens in `bins` equal bins over [0, 1]."""

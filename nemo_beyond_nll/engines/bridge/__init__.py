@@ -1,0 +1,2 @@
+"""The Bridge engine: a GPU recipe as Megatron-Bridge's ConfigContainer, fine-tuned with Bridge's own
+`finetune` and the objective's training step; and the backbone probe. Imports Megatron-Bridge lazily."""
