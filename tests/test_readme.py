@@ -22,3 +22,25 @@ def test_plain_pytorch_example_runs_without_nemo():
     proc = subprocess.run([sys.executable, "-c", NO_NEMO + blocks[0]], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"loss \d\.\d{4}, kept \d+ of 12 tokens", proc.stdout), proc.stdout
+
+
+DOCS = README.parent / "docs"
+
+
+def test_continuum_table_is_the_regenerated_one():
+    """The README quotes docs/continuum.md, which docs/regenerate.py writes from a run of main."""
+    text = README.read_text(encoding="utf-8")
+    table = (DOCS / "continuum.md").read_text(encoding="utf-8").strip().splitlines()
+    missing = [line for line in table if line and line not in text]
+    assert not missing, "README's continuum table differs from docs/continuum.md:\n" + "\n".join(missing)
+
+
+def test_regenerated_figures_record_what_they_were_measured_on():
+    import json
+
+    figures = json.loads((DOCS / "figures.json").read_text(encoding="utf-8"))
+    for part in figures.values():
+        env = part["environment"]
+        assert re.fullmatch(r"[0-9a-f]{7,}", env["commit"]) and env["cpus"] >= 1 and env["worker_threads"] >= 1
+        assert env["packages"]["torch"] and env["packages"]["megatron-core"]
+        assert part["results"]
