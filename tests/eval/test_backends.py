@@ -264,10 +264,11 @@ def test_describe_gpu_eval_needs_no_gpu_library(tmp_path, monkeypatch):
     assert text.splitlines() == [
         "# GPU evaluation: export to Hugging Face format, generate with vLLM, grade",
         f"#   checkpoint {run / 'checkpoints' / 'iter_0000004'} -> {run / 'hf' / 'iter_0000004'}",
-        "#   vLLM: tensor_parallel=2, max_new_tokens=3072, greedy, chat template: no",
-        f"#   math500 (math, first 5): {tmp_path / 'math500.jsonl'}",
-        "#   aime24 (math, first 5): HuggingFaceH4/aime_2024 [train]",
-        "#   olympiadbench (math, first 5): Hothan/OlympiadBench (OE_TO_maths_en_COMP) [train]",
+        "#   vLLM: tensor_parallel=2, chat template: no",
+        f"#   math500 (math, first 5): {tmp_path / 'math500.jsonl'}; greedy, 1 per problem, max_new_tokens=3072",
+        "#   aime24 (math, first 5): HuggingFaceH4/aime_2024 [train]; greedy, 1 per problem, max_new_tokens=3072",
+        "#   olympiadbench (math, first 5): Hothan/OlympiadBench (OE_TO_maths_en_COMP) [train]; "
+        "greedy, 1 per problem, max_new_tokens=3072",
         f"#   writes {run / 'eval'}/<benchmark>.jsonl and {run / 'summary.json'}",
     ]
     (run / "hf" / "iter_0000004").mkdir(parents=True)
@@ -277,4 +278,4 @@ def test_describe_gpu_eval_needs_no_gpu_library(tmp_path, monkeypatch):
     figfont = load_recipe(RECIPES / "qwen2.5-7b_figfont.yaml", [f"checkpoint.dir={tmp_path / 'none'}"])
     lines = describe_gpu_eval(figfont).splitlines()
     assert lines[1] == f"#   checkpoint: none yet in {tmp_path / 'none' / 'checkpoints'} (train first)"
-    assert lines[3] == "#   figfont (figfont): reasoning_gym:figlet_font(size=500, seed=1000000000)"
+    assert lines[3].startswith("#   figfont (figfont): reasoning_gym:figlet_font(size=500, seed=1000000000); greedy")
