@@ -214,15 +214,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("model.hf_path is required with engine=bridge (the backbone to fine-tune)")
     if cfg.engine == "cpu" and cfg.model.pipeline_parallel != 1:
         raise ConfigError("the cpu engine runs tensor parallelism only: model.pipeline_parallel must be 1")
-    _validate_sampling(cfg.eval)
+    _validate_sampling(cfg)
 
 
-def _validate_sampling(section) -> None:
+def _validate_sampling(cfg: DictConfig) -> None:
     """eval's sampling settings, and each benchmark's in eval.per_benchmark, lie in range; the CPU
     engine's decoding is greedy with one output per problem."""
-    settings = {key: section[key] for key in ("num_generations", "temperature", "top_p", "max_new_tokens")}
+    settings = {}
+    for key in ("num_generations", "temperature", "top_p", "max_new_tokens"):
+        settings[key] = cfg.eval[key]
     checks = [("eval.", settings)]
-    for name, override in (section.per_benchmark or {}).items():
+    for name, override in (cfg.eval.per_benchmark or {}).items():
         merged = dict(settings)
         merged.update({key: value for key, value in override.items() if value is not None})
         checks.append((f"eval.per_benchmark.{name}.", merged))
@@ -238,8 +240,8 @@ def _validate_sampling(section) -> None:
         if values["num_generations"] > 1 and values["temperature"] == 0:
             raise ConfigError(f"{where}num_generations={values['num_generations']} needs temperature > 0: "
                               "greedy generations are all the same")
-        if section.backend == "megatron" and (values["num_generations"] > 1 or values["temperature"] > 0):
-            raise ConfigError(f"eval.backend=megatron decodes greedily, one output per problem: "
+        if cfg.engine == "cpu" and (values["num_generations"] > 1 or values["temperature"] > 0):
+            raise ConfigError(f"the cpu engine decodes greedily, one output per problem: "
                               f"{where}num_generations and temperature must stay 1 and 0")
 
 

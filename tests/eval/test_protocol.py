@@ -317,7 +317,7 @@ def test_recipe_sampling_defaults_and_per_benchmark_settings():
     assert settings["amc23"] == Sampling(16, 1.0, 1.0, 4096)
     assert settings["aime24"] == Sampling(32, 1.0, 1.0, 4096)
     assert settings["math500"] == Sampling(16, 1.0, 0.95, 4096)
-    greedy = recipe_sampling(load_recipe(MATH_RECIPE).eval)
+    greedy = recipe_sampling(load_recipe(MATH_RECIPE, ["eval.num_generations=1", "eval.temperature=0"]).eval)
     assert set(greedy.values()) == {Sampling(1, 0.0, 1.0, greedy["amc23"].max_new_tokens)}
     with pytest.raises(ValueError, match="eval.per_benchmark names gsm8k"):
         recipe_sampling(load_recipe(MATH_RECIPE, ["eval.per_benchmark={gsm8k: {max_new_tokens: 2}}"]).eval)
@@ -326,7 +326,7 @@ def test_recipe_sampling_defaults_and_per_benchmark_settings():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["eval.num_generations=4"], "eval.num_generations=4 needs temperature > 0"),
+        (["eval.temperature=0"], "eval.num_generations=16 needs temperature > 0"),
         (["eval.top_p=0"], r"eval.top_p must lie in \(0, 1\]"),
         (["eval.temperature=-1"], "eval.temperature must be >= 0"),
         (["eval.per_benchmark={aime24: {num_generations: 0}}"], "eval.per_benchmark.aime24.num_generations must be >= 1"),
@@ -339,7 +339,7 @@ def test_recipe_sampling_errors(overrides, message):
 
 
 def test_cpu_engine_decodes_greedily():
-    with pytest.raises(ConfigError, match="eval.backend=megatron decodes greedily"):
+    with pytest.raises(ConfigError, match="the cpu engine decodes greedily"):
         load_recipe(RECIPES / "tiny_cpu.yaml", ["eval.num_generations=2", "eval.temperature=1.0"])
 
 
