@@ -104,9 +104,24 @@ class BridgeSection:
 
 
 @dataclass
+class BenchmarkSampling:
+    """One benchmark's changes to the eval section's sampling settings; a key left null keeps the section's."""
+
+    num_generations: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    max_new_tokens: Optional[int] = None
+
+
+@dataclass
 class EvalSection:
     benchmarks: List[str] = field(default_factory=list)
+    # How every benchmark is decoded (see nemo_beyond_nll.eval.sampling): greedy, one output per problem by default.
     max_new_tokens: int = 3072
+    num_generations: int = 1  # k outputs per problem; summary.json gains mean@k and pass@k
+    temperature: float = 0.0  # 0: greedy; k > 1 needs > 0
+    top_p: float = 1.0
+    per_benchmark: Dict[str, BenchmarkSampling] = field(default_factory=dict)  # benchmark -> its own settings
     num_samples: Optional[int] = None  # None: the whole benchmark
     backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
     # Local benchmark copies (see nemo_beyond_nll.eval.benchmark_sets); a benchmark without one comes from the hub.
@@ -199,6 +214,35 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("model.hf_path is required with engine=bridge (the backbone to fine-tune)")
     if cfg.engine == "cpu" and cfg.model.pipeline_parallel != 1:
         raise ConfigError("the cpu engine runs tensor parallelism only: model.pipeline_parallel must be 1")
+    _validate_sampling(cfg)
+
+
+def _validate_sampling(cfg: DictConfig) -> None:
+    """eval's sampling settings, and each benchmark's in eval.per_benchmark, lie in range; the CPU
+    engine's decoding is greedy with one output per problem."""
+    settings = {}
+    for key in ("num_generations", "temperature", "top_p", "max_new_tokens"):
+        settings[key] = cfg.eval[key]
+    checks = [("eval.", settings)]
+    for name, override in (cfg.eval.per_benchmark or {}).items():
+        merged = dict(settings)
+        merged.update({key: value for key, value in override.items() if value is not None})
+        checks.append((f"eval.per_benchmark.{name}.", merged))
+    for where, values in checks:
+        if values["num_generations"] < 1:
+            raise ConfigError(f"{where}num_generations must be >= 1, got {values['num_generations']}")
+        if values["temperature"] < 0:
+            raise ConfigError(f"{where}temperature must be >= 0, got {values['temperature']}")
+        if not 0 < values["top_p"] <= 1:
+            raise ConfigError(f"{where}top_p must lie in (0, 1], got {values['top_p']}")
+        if values["max_new_tokens"] < 1:
+            raise ConfigError(f"{where}max_new_tokens must be >= 1, got {values['max_new_tokens']}")
+        if values["num_generations"] > 1 and values["temperature"] == 0:
+            raise ConfigError(f"{where}num_generations={values['num_generations']} needs temperature > 0: "
+                              "greedy generations are all the same")
+        if cfg.engine == "cpu" and (values["num_generations"] > 1 or values["temperature"] > 0):
+            raise ConfigError(f"the cpu engine decodes greedily, one output per problem: "
+                              f"{where}num_generations and temperature must stay 1 and 0")
 
 
 def resolved_yaml(cfg: DictConfig) -> str:

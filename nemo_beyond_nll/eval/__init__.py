@@ -6,7 +6,10 @@
   any `generate(prompts)` function, resumably, and write the run's summary.json;
 - :mod:`.backends`: vLLM generation, the Hugging Face export of a Megatron-Bridge run, and
   :func:`~.backends.run_gpu_eval`, which ties them together;
-- :mod:`.compare`: a table and chart of accuracy per objective and benchmark.
+- :mod:`.sampling`: each benchmark's decoding (k generations, temperature, top-p, new tokens) from
+  the recipe's eval section;
+- :mod:`.metrics`: first-sample accuracy, mean@k, pass@k, figfont's metrics, accuracy per source;
+- :mod:`.compare`: a table and chart of accuracy per objective and benchmark (and the metrics above).
 
 (:mod:`.benchmarks` and :mod:`.grade` are the former paths of :mod:`.benchmark_sets` and
 :func:`nemo_beyond_nll.domains.grade`.)

@@ -1,6 +1,7 @@
 """Generation backends, and the GPU evaluation of a Megatron-Bridge run.
 
-- :func:`vllm_generate`: a `generate(prompts) -> outputs` function over vLLM;
+- :func:`vllm_generate`: a `generate(prompts) -> outputs` function over vLLM; :func:`load_vllm`
+  loads the model once and gives one such function per sampling setting;
 - :func:`export_hf_checkpoint`: the run's latest Megatron checkpoint in Hugging Face format,
   written once by Megatron-Bridge's `AutoBridge.export_ckpt`;
 - :func:`run_gpu_eval`: export, vLLM and :func:`~nemo_beyond_nll.eval.runner.evaluate_benchmarks`
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Union
 
 from .runner import Generate, evaluate_benchmarks
+from .sampling import check_sampling, recipe_sampling
 
 HF_EXPORT_DIR = "hf"  # <run>/hf/iter_NNNNNNN: one export per evaluated checkpoint
 _ITERATION = re.compile(r"iter_(\d+)")
@@ -38,34 +40,47 @@ def _positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def vllm_generate(
+class VLLMModel:
+    """A model loaded in vLLM; :meth:`generator` gives a `generate(prompts)` per sampling setting."""
+
+    def __init__(self, llm, sampling_params, seed: int):
+        self.llm, self._sampling_params, self.seed = llm, sampling_params, seed
+
+    def generator(self, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                  num_generations: int = 1) -> Generate:
+        """`generate(prompts)`: in the prompts' order, one string per prompt (`num_generations` 1)
+        or a list of `num_generations` strings (vLLM's `n`, sampled with the model's seed)."""
+        check_sampling({"num_generations": num_generations, "temperature": temperature, "top_p": top_p,
+                        "max_new_tokens": max_new_tokens})
+        params = self._sampling_params(n=num_generations, temperature=float(temperature), top_p=float(top_p),
+                                       max_tokens=max_new_tokens, seed=self.seed)
+        llm = self.llm
+
+        def generate(prompts: List[str]) -> List[Union[str, List[str]]]:
+            results = llm.generate(list(prompts), params, use_tqdm=False)
+            if num_generations == 1:
+                return [result.outputs[0].text for result in results]
+            return [[output.text for output in result.outputs] for result in results]
+
+        return generate
+
+
+def load_vllm(
     model_path: Union[str, Path],
     *,
     tensor_parallel: int = 1,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
     seed: int = 0,
     tokenizer: Optional[str] = None,
     max_model_len: Optional[int] = None,
     gpu_memory_utilization: float = 0.9,
     dtype: str = "auto",
-) -> Generate:
-    """Load `model_path` (a Hugging Face folder or id) in vLLM; return `generate(prompts) -> outputs`.
-
-    Greedy by default (temperature 0), one output per prompt, in the prompts' order. Prompts go to
-    the model as they are: apply a chat template first if the model was trained with one.
-    """
+) -> VLLMModel:
+    """Load `model_path` (a Hugging Face folder or id) in vLLM, once for every sampling setting."""
     if not str(model_path).strip():
         raise ValueError("model_path must name a Hugging Face folder or id")
     _positive_int("tensor_parallel", tensor_parallel)
-    _positive_int("max_new_tokens", max_new_tokens)
     if max_model_len is not None:
         _positive_int("max_model_len", max_model_len)
-    if not (isinstance(temperature, (int, float)) and temperature >= 0):
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
     if not (isinstance(gpu_memory_utilization, (int, float)) and 0 < gpu_memory_utilization <= 1):
         raise ValueError(f"gpu_memory_utilization must lie in (0, 1], got {gpu_memory_utilization!r}")
     try:
@@ -76,19 +91,42 @@ def vllm_generate(
 
     llm = LLM(model=str(model_path), tokenizer=tokenizer, tensor_parallel_size=tensor_parallel, dtype=dtype, seed=seed,
               max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
-    params = SamplingParams(n=1, temperature=float(temperature), top_p=float(top_p), max_tokens=max_new_tokens, seed=seed)
+    return VLLMModel(llm, SamplingParams, seed)
 
-    def generate(prompts: List[str]) -> List[str]:
-        results = llm.generate(list(prompts), params, use_tqdm=False)
-        return [result.outputs[0].text for result in results]
 
-    return generate
+def vllm_generate(
+    model_path: Union[str, Path],
+    *,
+    tensor_parallel: int = 1,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    num_generations: int = 1,
+    seed: int = 0,
+    tokenizer: Optional[str] = None,
+    max_model_len: Optional[int] = None,
+    gpu_memory_utilization: float = 0.9,
+    dtype: str = "auto",
+) -> Generate:
+    """Load `model_path` (a Hugging Face folder or id) in vLLM; return `generate(prompts) -> outputs`.
+
+    Greedy by default (temperature 0), one output per prompt, in the prompts' order; with
+    `num_generations` k > 1 (and a temperature above 0), a list of k outputs per prompt. Prompts go
+    to the model as they are: apply a chat template first if the model was trained with one.
+    """
+    _positive_int("max_new_tokens", max_new_tokens)
+    check_sampling({"num_generations": num_generations, "temperature": temperature, "top_p": top_p,
+                    "max_new_tokens": max_new_tokens})
+    model = load_vllm(model_path, tensor_parallel=tensor_parallel, seed=seed, tokenizer=tokenizer,
+                      max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype)
+    return model.generator(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           num_generations=num_generations)
 
 
 def with_prompt_template(generate: Generate, template: Callable[[str], str]) -> Generate:
     """`generate` on templated prompts (the records keep the benchmark's own prompt)."""
 
-    def templated(prompts: List[str]) -> List[str]:
+    def templated(prompts: List[str]) -> List[Union[str, List[str]]]:
         return generate([template(prompt) for prompt in prompts])
 
     return templated
@@ -158,7 +196,8 @@ def _chat_template(model_dir: Path) -> Callable[[str], str]:
     return hf_chat_template(AutoTokenizer.from_pretrained(str(model_dir)))
 
 
-def _check_eval_config(cfg) -> None:
+def _check_eval_config(cfg):
+    """The recipe's eval section, checked; returns {benchmark: Sampling}."""
     from ..config import ConfigError
     from .benchmark_sets import BENCHMARKS
 
@@ -168,6 +207,10 @@ def _check_eval_config(cfg) -> None:
         raise ConfigError(f"eval.backend={cfg.eval.backend!r}: engine=bridge evaluates with vllm")
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval.benchmarks is empty; name some of {', '.join(BENCHMARKS)}")
+    try:
+        return recipe_sampling(cfg.eval)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def describe_gpu_eval(cfg) -> str:
@@ -177,7 +220,7 @@ def describe_gpu_eval(cfg) -> str:
     from ..engines.bridge.finetune import run_paths
     from .benchmark_sets import benchmark_source, default_source, get_benchmark
 
-    _check_eval_config(cfg)
+    sampling = _check_eval_config(cfg)
     paths = run_paths(cfg)
     lines = ["# GPU evaluation: export to Hugging Face format, generate with vLLM, grade"]
     try:
@@ -186,8 +229,8 @@ def describe_gpu_eval(cfg) -> str:
         lines.append(f"#   checkpoint {iteration} -> {export}" + (" (exported already)" if export.is_dir() else ""))
     except FileNotFoundError:
         lines.append(f"#   checkpoint: none yet in {paths['checkpoints']} (train first)")
-    lines.append(f"#   vLLM: tensor_parallel={cfg.model.tensor_parallel}, max_new_tokens={cfg.eval.max_new_tokens}, "
-                 f"greedy, chat template: {'yes' if training_used_chat_template(cfg) else 'no'}")
+    lines.append(f"#   vLLM: tensor_parallel={cfg.model.tensor_parallel}, "
+                 f"chat template: {'yes' if training_used_chat_template(cfg) else 'no'}")
     for name in cfg.eval.benchmarks:
         try:
             source = benchmark_source(name, files=dict(cfg.eval.benchmark_files), directory=cfg.eval.benchmark_dir)
@@ -195,20 +238,21 @@ def describe_gpu_eval(cfg) -> str:
             raise ConfigError(f"eval: {err}") from None
         where = source if source is not None else default_source(name, cfg.eval.num_samples)
         limit = "" if cfg.eval.num_samples is None else f", first {cfg.eval.num_samples}"
-        lines.append(f"#   {name} ({get_benchmark(name).domain}{limit}): {where}")
+        lines.append(f"#   {name} ({get_benchmark(name).domain}{limit}): {where}; {sampling[name].describe()}")
     lines.append(f"#   writes {paths['run'] / 'eval'}/<benchmark>.jsonl and {paths['run'] / 'summary.json'}")
     return "\n".join(lines) + "\n"
 
 
 def run_gpu_eval(cfg) -> int:
     """Evaluate a bridge recipe's fine-tuned model on eval.benchmarks: export the latest checkpoint,
-    generate with vLLM (greedy, eval.max_new_tokens, model.tensor_parallel GPUs), grade, and write
+    generate with vLLM (each benchmark with its sampling settings, see :mod:`.sampling`;
+    model.tensor_parallel GPUs), grade, and write
     `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
     from ..config import ConfigError, objective_from_config
     from ..engines.bridge.finetune import run_paths
     from .benchmark_sets import load_benchmarks
 
-    _check_eval_config(cfg)
+    sampling = _check_eval_config(cfg)
     try:  # before the export and the model load, so that a missing piece costs no GPU time
         latest_checkpoint(run_paths(cfg)["checkpoints"])
     except FileNotFoundError as err:
@@ -223,15 +267,29 @@ def run_gpu_eval(cfg) -> int:
                           f"({str(err).splitlines()[0]}); set eval.benchmark_dir to local copies") from None
     objective = objective_from_config(cfg)
     model_dir = export_hf_checkpoint(cfg)
-    generate = vllm_generate(model_dir, tensor_parallel=cfg.model.tensor_parallel,
-                             max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.trainer.seed)
-    if training_used_chat_template(cfg):
-        generate = with_prompt_template(generate, _chat_template(model_dir))
-    summary = evaluate_benchmarks(benchmarks, generate, run_paths(cfg)["run"], objective=str(objective),
-                                  loss=objective.name)
+    model = load_vllm(model_dir, tensor_parallel=cfg.model.tensor_parallel, seed=cfg.trainer.seed)
+    template = _chat_template(model_dir) if training_used_chat_template(cfg) else None
+    generate = {}
+    for name, settings in sampling.items():  # one SamplingParams per benchmark, one model for all
+        generate[name] = model.generator(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                         top_p=settings.top_p, num_generations=settings.num_generations)
+        if template is not None:
+            generate[name] = with_prompt_template(generate[name], template)
+    summary = evaluate_benchmarks(benchmarks, generate, run_paths(cfg)["run"], sampling=sampling,
+                                  objective=str(objective), loss=objective.name)
     for name, accuracy in summary["accuracy"].items():
-        count = summary["num_samples"][name]
-        print(f"{name}: accuracy {accuracy:.1%} ({round(accuracy * count)}/{count})", file=sys.stderr)
+        count, k = summary["num_samples"][name], summary["num_generations"][name]
+        line = f"{name}: accuracy {accuracy:.1%} ({round(accuracy * count)}/{count})"
+        if k > 1:
+            passes = summary["pass_at_k"][name]
+            line += f", mean@{k} {summary['mean_at_k'][name]:.1%}, pass@{k} {passes[str(k)]:.1%}"
+        for metric, value in summary.get("figfont_metrics", {}).get(name, {}).items():
+            line += f", {metric} {value:.1%}"
+        for source, scores in summary.get("by_source", {}).get(name, {}).items():
+            line += f"\n  {source}: {scores['accuracy']:.1%} ({scores['num_samples']})"
+        if name in summary.get("source_average", {}):
+            line += f"\n  average over sources: {summary['source_average'][name]:.1%}"
+        print(line, file=sys.stderr)
     print(f"average {summary['average']:.1%}  objective {objective}  ({run_paths(cfg)['run']}/summary.json)",
           file=sys.stderr)
     return 0

@@ -22,6 +22,7 @@ that names no option, a repeated id) is skipped and counted by reason, never an 
 | medqa | medical | GBaker/MedQA-USMLE-4-options | test | question, options {A-D}, answer_idx |
 | pubmedqa | medical | qiaojin/PubMedQA (pqa_labeled) | train | context.contexts, question, final_decision, pubid |
 | mmlu_medical | medical | cais/mmlu (6 medical subjects) | test | question, choices, answer (0-3) |
+| m1_eval | medical | UCSC-VLAA/m1_eval_data, file m1_eval_data.json | - | question, options {A-..}, answer_idx, source |
 | figfont | figfont | generated: reasoning-gym figlet_font | - | question, answer |
 
 Assumptions (the hub cannot be reached where this was written; checked against other projects'
@@ -45,6 +46,13 @@ loaders, not against the hub itself):
   paragraphs go before the question and the choices are A. yes, B. no, C. maybe.
 - MMLU medical: anatomy, clinical_knowledge, college_biology, college_medicine, medical_genetics
   and professional_medicine (MultiMedQA's choice), in that order, as one benchmark.
+- m1_eval: the m1 medical evaluation set, the paper's medical benchmark. The hub keeps it as one
+  JSON file, `{source: [rows]}` (MedMCQA, MedQA, PubMedQA, MMLU-Pro and GPQA medical questions,
+  MedBullets, MedXpertQA, Lancet, NEJM, Humanity's Last Exam), read with huggingface_hub rather
+  than `datasets`; each row's source is kept for accuracy per source (summary.json's `by_source`,
+  and `source_average`, the unweighted mean over sources, as the authors average). A local copy
+  may be that file or a list of rows that each carry `source` (the authors' processed copy,
+  `m1_eval_data_processed.json`, or JSON Lines).
 - Figfont: `FIGFONT_SIZE` puzzles drawn with seed `FIGFONT_SEED`. reasoning-gym draws item i
   from seed + i, so this set shares no item with any training set generated with a seed below
   FIGFONT_SEED - size (the builder's default seed is 0).
@@ -89,6 +97,7 @@ class Benchmark:
     hub_id: Optional[str] = None  # None: generated (figfont)
     hub_configs: Tuple[Optional[str], ...] = (None,)
     split: str = "test"
+    hub_file: Optional[str] = None  # one JSON file of the hub repository, {group: [rows]} or [rows]: not `datasets`
 
 
 @dataclass
@@ -285,6 +294,43 @@ def mmlu_row(row: Any) -> Dict[str, Any]:
     return _choice_row(question, options, _gold_letter(_field(row, ("answer",)), options), _row_id(row, ("id",)))
 
 
+def m1_row(row: Any) -> Dict[str, Any]:
+    """A row of the m1 evaluation set: question, options {letter: text}, answer_idx, and its source."""
+    question = _text(row, ("question",))
+    options = _options(_field(row, ("options",)))
+    letter = _gold_letter(_field(row, ("answer_idx",)), options)
+    source = row.get("source")
+    eval_row = _choice_row(question, options, letter, _row_id(row, ("id",)))
+    eval_row["source"] = source.strip() if isinstance(source, str) and source.strip() else "unknown"
+    return eval_row
+
+
+def grouped_rows(data: Any) -> List[Any]:
+    """Rows of a JSON file laid out as {source: [rows]} (each row gains "source", unless it has
+    one), [rows] or {"data": [rows]}. Anything else in a group is kept, to be counted as malformed."""
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        return list(data["data"])
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"expected {{source: [rows]}} or a list of rows, got {type(data).__name__}")
+    rows: List[Any] = []
+    for source, group in data.items():
+        for row in group if isinstance(group, list) else [None]:
+            rows.append(dict(row, source=source) if isinstance(row, Mapping) and "source" not in row else row)
+    return rows
+
+
+def _grouped_file(path: Path) -> List[Any]:
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    return grouped_rows(data)
+
+
 # ---------------------------------------------------------------------------------------------
 # Figfont
 
@@ -324,6 +370,7 @@ BENCHMARKS: Dict[str, Benchmark] = {
         Benchmark("medqa", "medical", medqa_row, "GBaker/MedQA-USMLE-4-options"),
         Benchmark("pubmedqa", "medical", pubmedqa_row, "qiaojin/PubMedQA", ("pqa_labeled",), "train"),
         Benchmark("mmlu_medical", "medical", mmlu_row, "cais/mmlu", MMLU_MEDICAL_SUBJECTS),
+        Benchmark("m1_eval", "medical", m1_row, "UCSC-VLAA/m1_eval_data", hub_file="m1_eval_data.json"),
         Benchmark("figfont", "figfont", figfont_row),
     )
 }
@@ -371,6 +418,8 @@ def default_source(name: str, num_samples: Optional[int] = None) -> str:
     if bench.hub_id is None:
         size = FIGFONT_SIZE if num_samples is None else num_samples
         return f"reasoning_gym:figlet_font(size={size}, seed={FIGFONT_SEED})"
+    if bench.hub_file is not None:
+        return f"{bench.hub_id}/{bench.hub_file}"
     configs = [c for c in bench.hub_configs if c]
     return bench.hub_id + (f" ({', '.join(configs)})" if configs else "") + f" [{bench.split}]"
 
@@ -379,9 +428,15 @@ def _raw_rows(bench: Benchmark, source: Optional[Path], num_samples: Optional[in
     from ..data.sources import open_rows
 
     if source is not None:
+        if bench.hub_file is not None and source.is_file() and source.suffix.lower() == ".json":
+            return _grouped_file(source), str(source)
         rows, _ = open_rows(source, split=bench.split)
         return rows, str(source)
     where = default_source(bench.name, num_samples)
+    if bench.hub_file is not None:
+        from huggingface_hub import hf_hub_download
+
+        return _grouped_file(Path(hf_hub_download(bench.hub_id, bench.hub_file, repo_type="dataset"))), where
     if bench.hub_id is None:
         return generate_puzzles(FIGFONT_SIZE if num_samples is None else num_samples, FIGFONT_SEED), where
     parts = [open_rows(bench.hub_id, split=bench.split, config=config)[0] for config in bench.hub_configs]

@@ -17,6 +17,13 @@ str()); `accuracy` maps each benchmark to the fraction of problems solved, in [0
 
 A run without some benchmark shows "-" there and has no average, since an average over other
 benchmarks would not compare with the rest.
+
+The first table is `accuracy` (the first generation's). When some summary holds more (see
+:mod:`nemo_beyond_nll.eval.runner`), more tables follow in `comparison.md`, each under a heading
+and each also written as `comparison_<name>.csv`: `mean@k` and `pass@k` (when some benchmark has
+k > 1 generations), `figfont` (exact match, case-insensitive match, Jaro-Winkler similarity), and
+`<benchmark> by source` (accuracy per source and their unweighted average). Summaries without
+these keys still compare: their cells are "-".
 """
 
 from __future__ import annotations
@@ -24,9 +31,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 SUMMARY_FILE = "summary.json"
 MARKDOWN_FILE = "comparison.md"
@@ -41,6 +48,7 @@ class RunSummary:
     run_dir: Path
     objective: str
     accuracy: Dict[str, float]
+    extra: Dict[str, Any] = field(default_factory=dict)  # the rest of summary.json
 
 
 def load_summary(run_dir: Union[str, Path]) -> RunSummary:
@@ -64,7 +72,74 @@ def load_summary(run_dir: Union[str, Path]) -> RunSummary:
             raise ValueError(f"{path}: {AVERAGE!r} is computed here and cannot be a benchmark name")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ValueError(f"{path}: accuracy of {benchmark!r} must be a fraction in [0, 1], got {value!r}")
-    return RunSummary(Path(run_dir), objective.strip(), {k: float(v) for k, v in accuracy.items()})
+    extra = {k: v for k, v in data.items() if k not in ("objective", "accuracy")}
+    return RunSummary(Path(run_dir), objective.strip(), {k: float(v) for k, v in accuracy.items()}, extra)
+
+
+def _fraction(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        return None
+    return float(value)
+
+
+def _section(runs: Sequence[RunSummary], cells, average: bool) -> Optional[Tuple[List[str], List[List[Optional[float]]]]]:
+    """A table from `cells(run) -> {column: value}`; None when no run has any value."""
+    per_run = [{c: _fraction(v) for c, v in cells(run).items()} for run in runs]
+    columns: List[str] = []
+    for values in per_run:
+        columns += [c for c, v in values.items() if v is not None and c not in columns]
+    if not columns:
+        return None
+    rows = []
+    for values in per_run:
+        row = [values.get(c) for c in columns]
+        if average:
+            row.append(None if None in row else sum(row) / len(row))
+        rows.append(row)
+    return columns + ([AVERAGE] if average else []), rows
+
+
+def _dict(run: RunSummary, key: str) -> Dict[str, Any]:
+    value = run.extra.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _k(run: RunSummary, benchmark: str) -> int:
+    k = _dict(run, "num_generations").get(benchmark, 1)
+    return k if isinstance(k, int) and not isinstance(k, bool) and k >= 1 else 1
+
+
+def _extra_sections(runs: Sequence[RunSummary]) -> List[Tuple[str, str, Tuple[List[str], list]]]:
+    """(heading, file name part, table) of every further table the summaries hold."""
+    sections = []
+    sampled = any(_k(run, b) > 1 for run in runs for b in run.accuracy)
+    if sampled:
+        mean = _section(runs, lambda r: {f"{b} (k={_k(r, b)})": v for b, v in _dict(r, "mean_at_k").items()}, True)
+        passes = _section(runs, lambda r: {
+            f"{b} pass@{_k(r, b)}": (v.get(str(_k(r, b))) if isinstance(v, dict) else None)
+            for b, v in _dict(r, "pass_at_k").items()}, True)
+        sections += [(title, name, table) for title, name, table in
+                     (("mean@k", "mean_at_k", mean), ("pass@k", "pass_at_k", passes)) if table]
+    figfont = _section(runs, lambda r: {f"{b} {metric}": value for b, metrics in _dict(r, "figfont_metrics").items()
+                                        if isinstance(metrics, dict) for metric, value in metrics.items()}, False)
+    if figfont:
+        sections.append(("figfont", "figfont", figfont))
+    benchmarks: List[str] = []
+    for run in runs:
+        benchmarks += [b for b in _dict(run, "by_source") if b not in benchmarks]
+    for bench in benchmarks:
+        def cells(run, bench=bench):
+            scores = _dict(run, "by_source").get(bench)
+            if not isinstance(scores, dict):
+                return {}
+            values = {s: v.get("accuracy") if isinstance(v, dict) else None for s, v in scores.items()}
+            values[AVERAGE] = _dict(run, "source_average").get(bench)
+            return values
+
+        table = _section(runs, cells, False)
+        if table:
+            sections.append((f"{bench} by source", f"{bench}_by_source", table))
+    return sections
 
 
 def _labels(runs: Sequence[RunSummary]) -> List[str]:
@@ -138,7 +213,8 @@ def _write_chart(path: Path, labels: List[str], columns: List[str], rows):
 
 
 def compare_runs(run_dirs: Sequence[Union[str, Path]], out_dir: Union[str, Path]) -> str:
-    """Write the comparison of `run_dirs` into `out_dir` and return its Markdown table."""
+    """Write the comparison of `run_dirs` into `out_dir` and return its Markdown (the accuracy
+    table, then any further tables the summaries hold)."""
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ValueError("run_dirs must be a non-empty list of run directories")
     runs = [load_summary(d) for d in run_dirs]
@@ -147,6 +223,9 @@ def compare_runs(run_dirs: Sequence[Union[str, Path]], out_dir: Union[str, Path]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = _markdown(labels, columns, rows)
+    for title, name, (extra_columns, extra_rows) in _extra_sections(runs):
+        table += f"\n### {title}\n\n" + _markdown(labels, extra_columns, extra_rows)
+        _write_csv(out_dir / f"comparison_{name}.csv", labels, extra_columns, extra_rows)
     (out_dir / MARKDOWN_FILE).write_text(table, encoding="utf-8")
     _write_csv(out_dir / CSV_FILE, labels, columns, rows)
     _write_chart(out_dir / CHART_FILE, labels, columns, rows)

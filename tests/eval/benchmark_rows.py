@@ -35,6 +35,19 @@ MMLU_GOOD = [
      "answer": 2},
 ]
 
+# The m1 evaluation set as the authors' processed copy holds it: one list, each row with its source
+# (the hub's file groups the same rows as {source: [rows]}).
+M1_GOOD = [
+    {"question": "Drug of choice for absence seizures?", "answer": "Ethosuximide", "answer_idx": "A",
+     "options": {"A": "Ethosuximide", "B": "Phenytoin", "C": "Carbamazepine", "D": "Gabapentin"},
+     "source": "MedMCQA_validation"},
+    {"question": "Most common site of ectopic pregnancy?", "answer": "Ampulla", "answer_idx": "C",
+     "options": {"A": "Ovary", "B": "Isthmus", "C": "Ampulla", "D": "Cervix", "E": "Fimbria"},
+     "source": "MedBullets_op5"},
+    {"question": "Does aspirin cure the common cold?", "answer": "no", "answer_idx": "B",
+     "options": {"A": "yes", "B": "no", "C": "maybe"}, "source": "PubMedQA"},
+]
+
 FIXTURES = {
     "math500": (
         [{"problem": "What is $1+1$?", "solution": "It is $\\boxed{2}$.", "answer": "2", "subject": "Algebra",
@@ -105,6 +118,15 @@ FIXTURES = {
          ({"question": "Q", "choices": [], "answer": 0}, "malformed")],
         [("0", "B", {"A": "Femur", "B": "Radius", "C": "Tibia", "D": "Humerus"}),
          ("1", "C", {"A": "13", "B": "18", "C": "21", "D": "X"})],
+    ),
+    "m1_eval": (
+        M1_GOOD,
+        [({"question": "Q", "options": {"A": "x", "B": "y"}, "answer_idx": "E", "source": "MedQA_USLME_test"},
+          "bad_answer"),
+         ({"question": "Q", "answer_idx": "A", "source": "NEJM"}, "malformed")],
+        [("0", "A", {"A": "Ethosuximide", "B": "Phenytoin", "C": "Carbamazepine", "D": "Gabapentin"}),
+         ("1", "C", {"A": "Ovary", "B": "Isthmus", "C": "Ampulla", "D": "Cervix", "E": "Fimbria"}),
+         ("2", "B", {"A": "yes", "B": "no", "C": "maybe"})],
     ),
     "figfont": (
         [{"question": "What word does this say?\n\n  _  _\n |_ |_|\n", "answer": "EA", "font": "tiny"},

@@ -35,6 +35,7 @@ def fake_vllm(monkeypatch, answer=lambda prompt: "\\boxed{2}"):
     class SamplingParams:
         def __init__(self, **kwargs):
             calls["params"].append(kwargs)
+            self.n = kwargs.get("n", 1)
 
     class LLM:
         def __init__(self, **kwargs):
@@ -43,7 +44,7 @@ def fake_vllm(monkeypatch, answer=lambda prompt: "\\boxed{2}"):
         def generate(self, prompts, params, use_tqdm=True):
             calls["prompts"].append(list(prompts))
             # vLLM returns one RequestOutput per prompt, in order, each with its completions
-            return [SimpleNamespace(prompt=p, outputs=[SimpleNamespace(text=answer(p))]) for p in prompts]
+            return [SimpleNamespace(prompt=p, outputs=[SimpleNamespace(text=answer(p))] * params.n) for p in prompts]
 
     module.LLM, module.SamplingParams = LLM, SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", module)
@@ -181,15 +182,19 @@ def test_run_gpu_eval_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
                         str(run / "hf" / "iter_0000004.partial"))]
     assert calls["llm"][0]["model"] == str(run / "hf" / "iter_0000004")
     assert calls["llm"][0]["tensor_parallel_size"] == 2  # the recipe's model.tensor_parallel
-    assert calls["params"][0]["max_tokens"] == 3072 and calls["params"][0]["temperature"] == 0.0
+    # the recipe's protocol: 16 samples at temperature 1, 4096 new tokens, one SamplingParams per benchmark
+    assert calls["params"] == [{"n": 16, "temperature": 1.0, "top_p": 1.0, "max_tokens": 4096, "seed": 1234}] * 2
+    assert len(calls["llm"]) == 1  # one model for every benchmark
     summary = json.loads((run / "summary.json").read_text())
     # math500's answers are 2 and \frac{1}{2}; amc23's 27 and 2.5
     assert summary["accuracy"] == {"math500": 0.5, "amc23": 0.0}
+    assert summary["num_generations"] == {"math500": 16, "amc23": 16}
+    assert summary["pass_at_k"]["math500"] == {"1": 0.5, "16": 0.5}
     assert summary["objective"] == "neg_p()" and summary["loss"] == "neg_p"
     assert [r["correct"] for r in read_jsonl(run / "eval" / "math500.jsonl")] == [True, False]
     assert calls["prompts"][0][0].startswith("What is $1+1$?\n\nPlease reason step by step")  # no template
     err = capsys.readouterr().err
-    assert "math500: accuracy 50.0% (1/2)" in err and "average 25.0%" in err
+    assert "math500: accuracy 50.0% (1/2), mean@16 50.0%, pass@16 50.0%" in err and "average 25.0%" in err
 
 
 def test_run_gpu_eval_applies_the_training_chat_template(tmp_path, monkeypatch):
@@ -264,10 +269,13 @@ def test_describe_gpu_eval_needs_no_gpu_library(tmp_path, monkeypatch):
     assert text.splitlines() == [
         "# GPU evaluation: export to Hugging Face format, generate with vLLM, grade",
         f"#   checkpoint {run / 'checkpoints' / 'iter_0000004'} -> {run / 'hf' / 'iter_0000004'}",
-        "#   vLLM: tensor_parallel=2, max_new_tokens=3072, greedy, chat template: no",
-        f"#   math500 (math, first 5): {tmp_path / 'math500.jsonl'}",
-        "#   aime24 (math, first 5): HuggingFaceH4/aime_2024 [train]",
-        "#   olympiadbench (math, first 5): Hothan/OlympiadBench (OE_TO_maths_en_COMP) [train]",
+        "#   vLLM: tensor_parallel=2, chat template: no",
+        f"#   math500 (math, first 5): {tmp_path / 'math500.jsonl'}; "
+        "temperature=1, top_p=1, 16 per problem, max_new_tokens=4096",
+        "#   aime24 (math, first 5): HuggingFaceH4/aime_2024 [train]; "
+        "temperature=1, top_p=1, 16 per problem, max_new_tokens=4096",
+        "#   olympiadbench (math, first 5): Hothan/OlympiadBench (OE_TO_maths_en_COMP) [train]; "
+        "temperature=1, top_p=1, 16 per problem, max_new_tokens=4096",
         f"#   writes {run / 'eval'}/<benchmark>.jsonl and {run / 'summary.json'}",
     ]
     (run / "hf" / "iter_0000004").mkdir(parents=True)
@@ -277,4 +285,4 @@ def test_describe_gpu_eval_needs_no_gpu_library(tmp_path, monkeypatch):
     figfont = load_recipe(RECIPES / "qwen2.5-7b_figfont.yaml", [f"checkpoint.dir={tmp_path / 'none'}"])
     lines = describe_gpu_eval(figfont).splitlines()
     assert lines[1] == f"#   checkpoint: none yet in {tmp_path / 'none' / 'checkpoints'} (train first)"
-    assert lines[3] == "#   figfont (figfont): reasoning_gym:figlet_font(size=500, seed=1000000000)"
+    assert lines[3].startswith("#   figfont (figfont): reasoning_gym:figlet_font(size=500, seed=1000000000); greedy")

@@ -26,7 +26,7 @@ def test_every_benchmark_has_fixtures_and_a_domain():
     assert set(FIXTURES) == set(BENCHMARKS)
     assert DOMAIN_BENCHMARKS == {
         "math": ("math500", "minerva_math", "olympiadbench", "aime24", "amc23"),
-        "medical": ("medmcqa", "medqa", "pubmedqa", "mmlu_medical"),
+        "medical": ("medmcqa", "medqa", "pubmedqa", "mmlu_medical", "m1_eval"),
         "figfont": ("figfont",),
     }
 
@@ -41,7 +41,8 @@ def test_rows_from_a_local_file(tmp_path, name):
     assert loaded.rows_read == len(good) + len(bad)
     assert loaded.skipped == dict(Counter(reason for _, reason in bad))
     for row in loaded.rows:
-        assert set(row) == ({"id", "prompt", "answer", "options"} if row.get("options") else {"id", "prompt", "answer"})
+        keys = {"id", "prompt", "answer", "options"} if row.get("options") else {"id", "prompt", "answer"}
+        assert set(row) == (keys | {"source"} if name == "m1_eval" else keys)
 
 
 def _right_output(domain, row):
