@@ -7,7 +7,9 @@ a child process (one per calling thread), which applies the same timer in its ow
 is killed when even that does not bring it back.
 
 Functions are named "module:qualname" so the child can import them; arguments and results travel
-as JSON.
+as JSON. A `warm_up` function (a first import of a parser, a grammar loaded on first use) runs once
+per process before the clock starts, so that a cold start on a busy machine is not counted as the
+call's own time.
 """
 
 from __future__ import annotations
@@ -48,14 +50,34 @@ def resolve(name: str) -> Callable:
     return obj
 
 
-def call_with_time_limit(name: str, args: Sequence[Any], seconds: float, fallback: Any) -> Any:
-    """`resolve(name)(*args)`, or `fallback` if it has not returned after `seconds`."""
+def call_with_time_limit(name: str, args: Sequence[Any], seconds: float, fallback: Any,
+                         warm_up: Optional[str] = None) -> Any:
+    """`resolve(name)(*args)`, or `fallback` if it has not returned after `seconds`.
+
+    `warm_up` names a function of no arguments that runs once per process (this one, or the child
+    that serves the call) before the clock starts.
+    """
     if not (isinstance(seconds, (int, float)) and seconds > 0):
         raise ValueError(f"time limit must be a positive number of seconds, got {seconds!r}")
     func = resolve(name)  # import before the clock starts: a first import can take seconds
     if _alarm_available():
+        warm(warm_up)
         return _call_with_alarm(func, args, seconds, fallback)
-    return _thread_worker().call(name, args, seconds, fallback)
+    return _thread_worker().call(name, args, seconds, fallback, warm_up)
+
+
+_warmed = set()
+_warm_lock = threading.Lock()
+
+
+def warm(warm_up: Optional[str]) -> None:
+    """Run the function named `warm_up` if this process has not run it yet."""
+    if warm_up is None or warm_up in _warmed:
+        return
+    with _warm_lock:
+        if warm_up not in _warmed:
+            resolve(warm_up)()
+            _warmed.add(warm_up)
 
 
 def _alarm_available() -> bool:
@@ -102,13 +124,14 @@ class _ChildWorker:
         self._replies: "queue.Queue[Optional[dict]]" = queue.Queue()
         threading.Thread(target=_pump, args=(self._proc.stdout, self._replies), daemon=True).start()
         self._ready = False
+        self._warmed = set()
         weakref.finalize(self, _stop, self._proc)
 
     @property
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def call(self, name: str, args: Sequence[Any], seconds: float, fallback: Any) -> Any:
+    def call(self, name: str, args: Sequence[Any], seconds: float, fallback: Any, warm_up: Optional[str] = None) -> Any:
         if not self._ready:
             try:
                 hello = self._replies.get(timeout=STARTUP_TIMEOUT_S)
@@ -119,8 +142,16 @@ class _ChildWorker:
                 raise RuntimeError(f"the time-limit worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
             self._ready = True
         try:
-            self._proc.stdin.write(json.dumps({"name": name, "args": list(args), "seconds": seconds}) + "\n")
+            request = {"name": name, "args": list(args), "seconds": seconds, "warm_up": warm_up}
+            self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
+            if warm_up is not None and warm_up not in self._warmed:
+                # the child warms up before its clock starts and says so; that wait is not the call's
+                ack = self._replies.get(timeout=STARTUP_TIMEOUT_S)
+                if not (ack and ack.get("warm")):
+                    self.kill()
+                    raise RuntimeError(f"{warm_up} failed in the time-limit worker: {(ack or {}).get('error')}")
+                self._warmed.add(warm_up)
             reply = self._replies.get(timeout=seconds + REPLY_GRACE_S)
         except (queue.Empty, BrokenPipeError):
             reply = None
@@ -176,6 +207,14 @@ def serve():
     replies.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
+        warm_up = request.get("warm_up")
+        if warm_up is not None and warm_up not in _warmed:
+            try:
+                warm(warm_up)
+                replies.write(json.dumps({"warm": True}) + "\n")
+            except Exception as err:
+                replies.write(json.dumps({"warm": False, "error": f"{type(err).__name__}: {err}"}) + "\n")
+                continue
         try:
             func = resolve(request["name"])
             if hasattr(signal, "setitimer"):

@@ -82,7 +82,15 @@ def is_equiv(pred: Optional[str], gold: Optional[str], timeout: float = DEFAULT_
         raise ValueError(f"answers must be strings, got {type(pred).__name__} and {type(gold).__name__}")
     if not pred.strip() or not gold.strip():
         return False
-    return bool(call_with_time_limit(f"{__name__}:_equivalent", (pred, gold), timeout, False))
+    return bool(call_with_time_limit(f"{__name__}:_equivalent", (pred, gold), timeout, False,
+                                     warm_up=f"{__name__}:warm_up"))
+
+
+def warm_up() -> None:
+    """Import math-verify and load its LaTeX grammar (seconds on a busy machine), outside the time limit."""
+    from math_verify import parse, verify
+
+    verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
 
 
 def _equivalent(pred: str, gold: str) -> bool:
