@@ -77,6 +77,8 @@ def final_answer(text: Optional[str], parts: int = 1) -> Optional[str]:
        (also in bold, "**Final Answer:** ..."), taking the first formula after it ($...$, \\(...\\),
        \\[...\\]) or else the rest of its sentence; a statement ending its line takes the next line.
     3. Otherwise the last line, if it is nothing but a formula ("$\\frac{1}{2}$", "\\[ x = 5 \\]").
+    4. Otherwise a concluding last sentence ("Therefore, ...", "Thus ...", "So ...", "Hence ...")
+       with exactly one formula in it, or else exactly one number: "Thus, she earns $18$ dollars."
     """
     text = _checked(text)
     boxes = _boxes(text)
@@ -87,7 +89,7 @@ def final_answer(text: Optional[str], parts: int = 1) -> Optional[str]:
         if parts > 1 and answer_parts(last) == 1 and len(boxes) >= parts and None not in boxes[-parts:]:
             return ", ".join(boxes[-parts:])
         return last
-    return _from_statement(text) or _from_last_line(text)
+    return _from_statement(text) or _from_last_line(text) or _from_conclusion(text)
 
 
 _STATEMENT = re.compile(
@@ -121,7 +123,8 @@ def _from_statement(text: str) -> Optional[str]:
 def _strip_decoration(answer: str) -> str:
     answer = answer.strip().strip("*").strip()
     answer = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$|^\$+|\$+$", "", answer).strip()
-    return answer.rstrip(".,;:").strip()
+    answer = answer.rstrip(",;:").strip()
+    return re.sub(r"(?<!\.)\.$", "", answer).strip()  # a full stop, not an ellipsis
 
 
 # A line that is a formula: no word of three letters or more outside commands and \text{}.
@@ -145,6 +148,25 @@ def _from_last_line(text: str) -> Optional[str]:
     if "$" in line or "\\(" in line:  # prose around an inline formula
         return None
     return line
+
+
+_CONCLUSION = re.compile(r"(?:therefore|thus|so|hence|in\s+conclusion|in\s+total|altogether)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def _from_conclusion(text: str) -> Optional[str]:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    sentences = [s for s in re.split(r"(?<=[.!])\s+", lines[-1]) if s.strip()]
+    if not sentences or not _CONCLUSION.match(sentences[-1].lstrip("*# ")):
+        return None
+    sentence = sentences[-1]
+    spans = [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(sentence)]
+    if spans:
+        return _strip_decoration(spans[0]) if len(spans) == 1 else None
+    numbers = _NUMBER.findall(sentence)
+    return numbers[0] if len(numbers) == 1 else None
 
 
 def answer_parts(answer: str) -> int:
@@ -235,9 +257,11 @@ def _parsed_forms(answer: str) -> list:
 
 
 def _rewritten(text: str) -> List[str]:
-    """The answer, then the forms it may also be read as: percentages as fractions, repeating
-    decimals as fractions, an inequality as its interval, a number without the words after it."""
+    """The answer (less a closing full stop and a modulus), then the forms it may also be read as:
+    percentages as fractions, repeating decimals as fractions, an inequality as its interval, a
+    number without the words after it."""
     text = re.sub(r"(?<!\.)\.$", "", text.strip()).strip() or text  # a closing full stop
+    text = _MODULUS.sub("", text).strip() or text  # "2 \\pmod 7" is the residue 2
     texts = [text]
     decimals = _repeating_as_fractions(text)
     if decimals != text:
@@ -254,6 +278,7 @@ def _rewritten(text: str) -> List[str]:
     return texts
 
 
+_MODULUS = re.compile(r"\s*(?:\\pmod\s*\{?\s*\w+\s*\}?|\(\s*\\?(?:bmod|mod)\s*\{?\s*\w+\s*\}?\s*\))\s*$")
 _OVERLINE = re.compile(r"(-?)(\d*)\.(\d*)\\(?:overline|dot)\s*(?:\{(\d+)\}|(\d))")
 _PARENTHESISED = re.compile(r"(-?)(\d*)\.(\d*)\((\d+)\)")
 _ELLIPSIS = re.compile(r"(-?)(\d*)\.(\d+)\s*(?:\.\.\.|\\ldots|\\dots|\\cdots|…)")
