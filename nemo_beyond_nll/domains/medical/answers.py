@@ -25,7 +25,7 @@ _ANSWER_WORD = (
     r"answer|option|choice|respuesta|opci[oó]n|antwort|r[ée]ponse|risposta|resposta"
 )
 _STATEMENT = re.compile(
-    rf"(?:\b(?:{_ANSWER_WORD})\s*(?:ist|est|is|es|would\s+be|should\s+be|è|é|[:=：]|[-–—](?=\s*[(\[]?[A-Z]\b))"
+    rf"(?:\b(?:{_ANSWER_WORD})(?:\s+(?:correct[ae]|corretta|correta|finale?))?\s*(?:ist|est|is|es|would\s+be|should\s+be|è|é|[:=：]|[-–—](?=\s*[(\[]?[A-Z]\b))"
     r"|(?:答案|选项|選項|选择|選擇)\s*(?:应该?是|是|为|為|[:：])?|[选選](?=\s*[A-Z])"
     r"|\b(?:choose|select|pick|go(?:ing)?\s+with|opt\s+for)\b"
     r"|\b(?:it\s+is|it's|it\s+must\s+be)(?=\s+[(\[]?[A-Z][)\]]?(?:[.;,!]|\s*$))"
