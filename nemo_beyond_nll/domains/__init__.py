@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from ..data.pipeline import write_sft_splits
 from .figfont import build_figfont, normalize, score
-from .math import DEFAULT_TIMEOUT_S, build_math, extract_answer, is_equiv
+from .math import DEFAULT_TIMEOUT_S, answer_parts, build_math, final_answer, is_equiv
 from .medical import build_medical, extract_choice
 
 BUILDERS: Dict[str, Callable[..., Dict[str, Any]]] = {
@@ -54,10 +54,11 @@ def build(domain: str, source: Optional[Union[str, Path]], out_dir: Union[str, P
 def read_answer(
     domain: str, output: Optional[str], row: Mapping[str, Any], timeout: float = DEFAULT_TIMEOUT_S
 ) -> Tuple[Optional[str], bool]:
-    """What the grader reads from `output` (the final \\boxed{} content, the chosen option letter,
-    the normalised word), and whether it answers `row` correctly."""
+    """What the grader reads from `output` (the final answer: its last \\boxed{} or, without a box,
+    its final answer statement or formula line; the chosen option letter; the normalised word), and
+    whether it answers `row` correctly."""
     if domain == "math":
-        answer = extract_answer(output)
+        answer = final_answer(output, parts=answer_parts(row["answer"]))
         return answer, is_equiv(answer, row["answer"], timeout=timeout)
     if domain == "medical":
         answer = extract_choice(output, row["options"])
@@ -68,9 +69,10 @@ def read_answer(
 
 
 def grade(domain: str, output: Optional[str], row: Mapping[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Whether `output` answers `row` correctly: for math, its last \\boxed{} answer is equivalent
-    to row["answer"]; for medical, the option it chooses (from row["options"]) is row["answer"];
-    for figfont, it is the word row["answer"]."""
+    """Whether `output` answers `row` correctly: for math, its final answer (see
+    :func:`nemo_beyond_nll.domains.math.answers.final_answer`) is equivalent to row["answer"]; for
+    medical, the option it chooses (from row["options"]) is row["answer"]; for figfont, it is the
+    word row["answer"]."""
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; choose from {', '.join(DOMAINS)}")
     if not isinstance(row, Mapping) or not isinstance(row.get("answer"), str):

@@ -1,9 +1,13 @@
 """Multiple-choice answers: which option a model chose.
 
-:func:`extract_choice` looks, in this order, for a final \\boxed{} choice, the last statement
-such as "The answer is (B)" or "Answer: B", a last line that is only a choice ("B", "(B)",
-"B. Aspirin"), and finally the text of exactly one option anywhere in the output. The first place
-that names a choice decides; if it names several, the answer is ambiguous and counts as none.
+:func:`extract_choice` looks, in this order, for a final \\boxed{} choice, the last statement of
+a choice, a last line that is only a choice ("B", "(B)", "**B**", "B. Aspirin"), and finally the
+text of exactly one option anywhere in the output. Statements are "The answer is (B)", "Answer: B",
+"Answer - B", "the correct option is B", "I'd go with B", "B is correct", "it is B" and "So, B." at
+a line's end, and the same in Spanish, French, German, Italian, Portuguese and Chinese ("La
+respuesta es B", "La réponse est B", "Die Antwort ist B", "答案是 B"); a negated option before the
+chosen one is passed over ("not A; it is D", "not A but D"). The first place that names a choice
+decides; if it names several ("B or D", "B and D"), the answer is ambiguous and counts as none.
 """
 
 from __future__ import annotations
@@ -17,11 +21,25 @@ from ..math.answers import extract_answer
 Options = Union[Mapping[str, str], Sequence[str]]
 
 _AMBIGUOUS = object()
-_STATEMENT = re.compile(
-    r"(?:\b(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|[:=])"
-    r"|\b(?:choose|select|pick)\b)\s*:?\s*(?:(?:option|choice)\b\s*)?",
-    re.IGNORECASE,
+_ANSWER_WORD = (
+    r"answer|option|choice|respuesta|opci[oó]n|antwort|r[ée]ponse|risposta|resposta"
 )
+_STATEMENT = re.compile(
+    rf"(?:\b(?:{_ANSWER_WORD})(?:\s+(?:correct[ae]|corretta|correta|finale?))?\s*(?:ist|est|is|es|would\s+be|should\s+be|è|é|[:=：]|[-–—](?=\s*[(\[]?[A-Z]\b))"
+    r"|(?:答案|选项|選項|选择|選擇)\s*(?:应该?是|是|为|為|[:：])?|[选選](?=\s*[A-Z])"
+    r"|\b(?:choose|select|pick|go(?:ing)?\s+with|opt\s+for)\b"
+    r"|\b(?:it\s+is|it's|it\s+must\s+be)(?=\s+[(\[]?[A-Z][)\]]?(?:[.;,!]|\s*$))"
+    r"|\b(?:so|thus|hence|therefore)\s*,?(?=\s*(?:option\s+)?[(\[]?[A-Z][)\]]?[.!]?\s*$))"
+    r"\s*:?\s*(?:(?:either|option|choice|opci[oó]n|la|el|le|die|der)\b\s*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+# "D is correct", "(D) is the best answer": a letter stated right, read at its own position.
+_LETTER_IS_RIGHT = re.compile(
+    r"(?<![A-Za-z])(?:option\s+|choice\s+)?([(\[]?[A-Z][)\]]?)\s+is\s+(?:the\s+)?(?:correct|right|best|most\s+likely)\b"
+    r"(?!\s+(?:than|because\s+it\s+is\s+not))",
+)
+# "not A; it is D", "not A but D": the negated option before the chosen one is passed over.
+_NEGATED = re.compile(r"^\s*not\s+(?:option\s+)?[(\[]?[A-Z][)\]]?\s*[,;]?\s*(?:but\s+|it\s+is\s+|it's\s+)?", re.IGNORECASE)
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _DECORATION = re.compile(r"[*_`$#>]+")
 # A letter that starts a span: "B", "(B)", "[B]", "B.", "B)", "B:" (then anything but a letter).
@@ -138,9 +156,10 @@ def _from_box(text: str, opts: Dict[str, str]):
 
 
 def _from_statement(text: str, opts: Dict[str, str]):
-    for match in reversed(list(_STATEMENT.finditer(text))):
-        tail = text[match.end():].split("\n", 1)[0]
-        found = _resolve(tail, opts)
+    tails = [(m.end(), text[m.end():].split("\n", 1)[0]) for m in _STATEMENT.finditer(text)]
+    tails += [(m.start(), m.group(1)) for m in _LETTER_IS_RIGHT.finditer(text)]
+    for _, tail in sorted(tails, key=lambda t: t[0], reverse=True):
+        found = _resolve(_NEGATED.sub("", tail, count=1), opts)
         if found is not None:
             return found
     return None
