@@ -44,7 +44,7 @@ def test_gpu_recipe_dry_run_shows_bridge_overrides(capsys):
         (["sft", "--config", TINY, "trainer.max_step=3"], "unknown config key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
         (["sft", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
         (["sft", "--config", TINY, "optimizer.lr=1"], "unknown config key 'optimizer.lr' (did you mean 'optim.lr'?)"),
-        (["sft", "--config", TINY, "cluster.name=x"], "unknown config key 'cluster.name' (not a key of the schema)"),
+        (["sft", "--config", TINY, "cluster.name=x"], "unknown config key 'cluster.name' (not a key of the schema; new keys only under model.loss_args, eval.benchmark_files)"),
         (["sft", "--config", TINY, "trainer.max_steps=many"], "bad value for 'trainer.max_steps'"),
         (["sft", "--config", TINY, "model.loss=focal"], "unknown objective 'focal'"),
         (["sft", "--config", TINY, "model.loss=neg_p_power", "model.loss_args.alpha=-1"], "'alpha' must be > 0"),

@@ -55,6 +55,49 @@ class SkipRow(Exception):
         self.reason = reason
 
 
+class SplitFileError(ValueError):
+    """A split file an engine cannot train or evaluate on; the message is one line naming the file,
+    the line and what is wrong."""
+
+
+def check_split_file(path: Union[str, Path], encode: Optional[Callable[[str], Any]] = None) -> int:
+    """The number of rows of a prompt/completion JSON Lines split, after checking every line the way
+    the engines read it: a JSON object with non-empty string fields `prompt` and `completion`, each
+    of which `encode` (the engine's tokenizer, if given) accepts. Blank lines are skipped. Raises :class:`SplitFileError` for a missing or empty file or the first
+    bad line (1-based)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SplitFileError(f"{path}: {'is a folder, not a' if path.is_dir() else 'no such'} file")
+    rows = 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(raw)
+            except UnicodeDecodeError:
+                raise SplitFileError(f"{where}: not UTF-8 text") from None
+            except json.JSONDecodeError as err:
+                raise SplitFileError(f"{where}: not valid JSON ({err.msg}, column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise SplitFileError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+            for name in ("prompt", "completion"):
+                if name not in row:
+                    raise SplitFileError(f"{where}: no {name!r} field (a row needs 'prompt' and 'completion')")
+                if not isinstance(row[name], str) or not row[name]:
+                    raise SplitFileError(f"{where}: {name!r} must be a non-empty string, got {row[name]!r:.40}")
+                if encode is not None:
+                    try:
+                        encode(row[name])
+                    except ValueError as err:
+                        raise SplitFileError(f"{where}: {name!r}: {str(err).splitlines()[0]}") from None
+            rows += 1
+    if not rows:
+        raise SplitFileError(f"{path}: empty file (no prompt/completion rows)")
+    return rows
+
+
 def text_field(row: Any, name: str) -> str:
     """row[name] as a non-blank string, or SkipRow("malformed")."""
     if not isinstance(row, Mapping):
