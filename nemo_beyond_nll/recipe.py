@@ -241,9 +241,10 @@ def validate(cfg: DictConfig) -> None:
             objective_from_config({"model": {"loss": name}})
         except ConfigError as err:
             raise ConfigError(f"continuum.objectives: {str(err).removeprefix('model.loss: ')}") from None
-    if cfg.engine == "cpu" and (m.pipeline_parallel != 1 or m.context_parallel != 1):
-        raise ConfigError("the cpu engine runs tensor parallelism only: model.pipeline_parallel and "
-                          "model.context_parallel must be 1")
+    if cfg.engine == "cpu":
+        for key in ("pipeline_parallel", "context_parallel"):
+            if m[key] != 1:
+                raise ConfigError(f"the cpu engine runs tensor parallelism only: model.{key} must be 1")
     # Parallel sizes: the model-parallel group must divide the processes (known for GPU recipes:
     # nodes x GPUs per node; the cpu engine starts one per tensor-parallel rank), and the global
     # batch the micro batches of every data-parallel rank.

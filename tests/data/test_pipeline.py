@@ -132,3 +132,41 @@ def test_bad_domain_and_template_output(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", numina_rows(2))
     with pytest.raises(ValueError, match="chat_template must return a string"):
         build("math", tmp_path / "rows.jsonl", tmp_path / "out", chat_template=lambda t: [t], progress=False)
+
+
+def test_check_split_file_counts_rows_and_names_the_first_bad_line(tmp_path):
+    from nemo_beyond_nll.data import SplitFileError, check_split_file
+
+    good = json.dumps({"prompt": "p", "completion": "c", "answer": 1})
+    path = tmp_path / "train.jsonl"
+    path.write_text(good + "\n\n" + good + "\n")
+    assert check_split_file(path) == 2
+    cases = [
+        (None, "no such file"), ("", "empty file"), (good + "\n{\n", ":2: not valid JSON"),
+        ("3\n", ":1: a row must be a JSON object, got int"), (json.dumps({"completion": "c"}), ":1: no 'prompt' field"),
+        (json.dumps({"prompt": "p", "completion": ""}), ":1: 'completion' must be a non-empty string"),
+        (json.dumps({"prompt": None, "completion": "c"}), ":1: 'prompt' must be a non-empty string, got None"),
+    ]
+    for text, message in cases:
+        path.unlink(missing_ok=True)
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SplitFileError, match=message) as err:
+            check_split_file(path)
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+    with pytest.raises(SplitFileError, match="is a folder"):
+        check_split_file(tmp_path)
+    path.write_bytes(b'{"prompt": "\xff", "completion": "c"}\n')
+    with pytest.raises(SplitFileError, match=":1: not UTF-8"):
+        check_split_file(path)
+
+
+def test_check_split_file_runs_the_engines_tokenizer(tmp_path):
+    from nemo_beyond_nll.data import SplitFileError, check_split_file
+    from nemo_beyond_nll.data.char_tokenizer import CharTokenizer
+
+    path = tmp_path / "v.jsonl"
+    path.write_text(json.dumps({"prompt": "ok", "completion": "ok"}) + "\n" + json.dumps({"prompt": "ok", "completion": "naïve"}) + "\n")
+    assert check_split_file(path) == 2
+    with pytest.raises(SplitFileError, match=r":2: 'completion': character 'ï' is outside"):
+        check_split_file(path, CharTokenizer().encode)
