@@ -155,7 +155,8 @@ def test_data_command_refuses_a_source_with_no_usable_row(tmp_path, capsys, text
     source = tmp_path / "numina.jsonl"
     source.write_text(text)
     assert main(["data", "math", "--source", str(source), "--out", str(tmp_path / "m")]) == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.split("\r")[-1]  # after the progress bar
+    err = err[err.index("\n") + 1:]
     assert err.startswith("nemo-beyond-nll: error: no rows to train on from") and err.count("\n") == 1
     assert "kept 0" in err and (("malformed 1, no_boxed_answer 1" in err) if text else "read 0" in err)
     assert not (tmp_path / "m").exists()
