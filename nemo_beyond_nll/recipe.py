@@ -40,6 +40,7 @@ class ModelSection:
     loss: str = "nll"  # any objective name; see nemo_beyond_nll.core.objectives
     loss_args: Dict[str, Any] = field(default_factory=dict)
     loss_fusion: Optional[str] = None  # "linear": fuse the output layer into the loss (no logits tensor)
+    check_finite: bool = False  # raise naming the first row of NaN/inf logits (one host sync a step; not with loss_fusion)
     hf_path: Optional[str] = None  # Hugging Face id or folder of the backbone (bridge engine)
     pretrained_checkpoint: Optional[str] = None  # Megatron checkpoint imported from hf_path
     tensor_parallel: int = 1
@@ -226,6 +227,8 @@ def validate(cfg: DictConfig) -> None:
     _check(all(0.0 <= b < 1.0 for b in o.betas), "optim.betas", "two numbers in [0, 1)", list(o.betas))
     if m.loss_fusion not in (None, "linear"):
         raise ConfigError(f"model.loss_fusion must be null or linear, got {m.loss_fusion!r}")
+    if m.check_finite and m.loss_fusion:
+        raise ConfigError("model.check_finite needs the logits: it cannot be set with model.loss_fusion=linear")
     _check(m.tiny.hidden_size % m.tiny.num_attention_heads == 0, "model.tiny.hidden_size",
            f"a multiple of model.tiny.num_attention_heads ({m.tiny.num_attention_heads})", m.tiny.hidden_size)
     if cfg.eval.backend not in ("vllm", "megatron"):

@@ -65,6 +65,7 @@ def test_name_interpolates_the_objective():
         ("engine: cpu\nmodel:\n  pipeline_parallel: 2\n", "pipeline_parallel must be 1"),
         ("trainer:\n  max_steps: notanumber\n", "max_steps"),
         ("model:\n  loss_fusion: cut\n", "model.loss_fusion must be null or linear"),
+        ("model:\n  loss_fusion: linear\n  check_finite: true\n", "model.check_finite needs the logits"),
     ],
 )
 def test_invalid_recipes_name_the_problem(tmp_path, text, message):
