@@ -160,3 +160,19 @@ def test_data_command_refuses_a_source_with_no_usable_row(tmp_path, capsys, text
     assert err.startswith("nemo-beyond-nll: error: no rows to train on from") and err.count("\n") == 1
     assert "kept 0" in err and (("malformed 1, no_boxed_answer 1" in err) if text else "read 0" in err)
     assert not (tmp_path / "m").exists()
+
+
+def test_launcher_refuses_missing_data_before_torchrun(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "recipes/launch/torchrun.sh"), "recipes/qwen2.5-math-1.5b_math.yaml",
+                           f"data.train={tmp_path}/none.jsonl", f"checkpoint.dir={tmp_path}/run"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert f"error: data.train: {tmp_path}/none.jsonl: no such file" in proc.stderr
+    assert "torchrun" not in proc.stderr.replace("torchrun.sh", "") and not (tmp_path / "run").exists()
+
+
+def test_help_does_not_offer_plus_for_new_keys(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "+new.key" not in out and "new keys only inside `model.loss_args`" in out
