@@ -8,8 +8,10 @@
     nemo-beyond-nll compare runs/a runs/b [--out DIR]
     nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR]
 
-Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`,
-`+new.key=value`, `~key`. Errors in the config are one line and exit with code 2.
+Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`, `~key`.
+The recipe schema fixes every key; new keys only inside `model.loss_args` and `eval.benchmark_files`.
+A bad config, override or input file (data, benchmarks, backbone folder, run folders) is a one-line
+error with exit code 2, before any process starts.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
-from .recipe import load_recipe, resolved_yaml
+from .recipe import input_problems, load_recipe, resolved_yaml
 
 EXIT_USAGE = 2
 
@@ -134,13 +136,18 @@ def run_recipe_command(args) -> int:
     cfg = load_recipe(args.config, args.overrides)
     if check:
         check(cfg)
+    problems = input_problems(cfg, args.command)  # the files it reads, before any process starts
     if args.dry_run:
         # Printed part by part, so what is known before Megatron-Bridge runs is out even if it fails.
         print(resolved_yaml(cfg), end="", flush=True)
+        for problem in problems:  # on a cluster the files may exist only there: a warning here
+            print(f"# warning: {problem}", flush=True)
         extra = describe(cfg) if describe else ""
         for part in [extra] if isinstance(extra, str) else extra:
             print(part, end="", flush=True)
         return 0
+    if problems:
+        raise CLIError(problems[0])
     return run(cfg)
 
 

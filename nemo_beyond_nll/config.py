@@ -7,7 +7,9 @@ A recipe picks its objective with two keys:
       loss_args: {threshold: 0.1}  # that objective's arguments
 
 and the command line changes them with Hydra's override grammar:
-`model.loss=neg_p_threshold model.loss_args.threshold=0.1`, `+new.key=1`, `~old.key`.
+`model.loss=neg_p_threshold model.loss_args.threshold=0.1`, `~old.key`. On a config with a schema
+(a recipe) new keys may only be made inside its free-form mappings (`model.loss_args`,
+`eval.benchmark_files`), with or without `+`; on a plain YAML file `+new.key=1` adds one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .core.objectives import Objective, get_objective
 
-# Mappings whose keys are not known in advance: an override may create a key inside them.
+# Mappings whose keys are not known in advance: an override may create a key inside them. With a
+# schema, these are its Dict fields (see _free_form_keys).
 FREE_FORM_KEYS = ("model.loss_args",)
 _ABSENT = object()
 
@@ -39,19 +42,55 @@ def load_config(path: Union[str, Path], overrides: Iterable[str] = ()) -> DictCo
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:  # yaml's errors span lines; keep the first
-        raise ConfigError(f"cannot parse {path}: {str(err).splitlines()[0]}") from None
+    except yaml.YAMLError as err:  # yaml's errors span lines: keep where and what
+        raise ConfigError(f"cannot parse {path}{_yaml_where(err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot parse {path}: not UTF-8 text") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return apply_overrides(OmegaConf.create(data), overrides)
+
+
+def _yaml_where(err: yaml.YAMLError) -> str:
+    """":line:column: problem" (1-based) from yaml's marks, or ": <first line>" without them."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None)
+    if mark is None or not problem:
+        return f": {str(err).splitlines()[0]}"
+    context = getattr(err, "context", None)
+    context = f" ({context})" if context and context != problem else ""
+    return f":{mark.line + 1}:{mark.column + 1}: {problem}{context}"
+
+
+def _free_form_keys(cfg: DictConfig) -> tuple:
+    """The mappings of `cfg` whose keys are free: Dict fields of its schema, or FREE_FORM_KEYS."""
+    schema = OmegaConf.get_type(cfg)
+    if not dataclasses.is_dataclass(schema):
+        return FREE_FORM_KEYS
+    keys = []
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                walk(type(default), f"{prefix}{f.name}.")
+            elif getattr(f.type, "__origin__", None) is dict or str(f.type).startswith(("Dict", "typing.Dict", "dict")):
+                keys.append(prefix + f.name)
+
+    walk(schema, "")
+    return tuple(keys)
+
+
+def _has_schema(cfg: DictConfig) -> bool:
+    return dataclasses.is_dataclass(OmegaConf.get_type(cfg))
 
 
 def _exists(cfg: DictConfig, key: str) -> bool:
     return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT
 
 
-def _in_free_form(key: str) -> bool:
-    return any(key.startswith(prefix + ".") for prefix in FREE_FORM_KEYS)
+def _in_free_form(key: str, free_form=FREE_FORM_KEYS) -> bool:
+    return any(key.startswith(prefix + ".") for prefix in free_form)
 
 
 def _leaf_keys(node: DictConfig, prefix: str = "") -> list:
@@ -67,21 +106,29 @@ def _suggestion(cfg: DictConfig, key: str) -> str:
     close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1, cutoff=0.8)
     if close:
         return f" (did you mean {close[0]!r}?)"
-    if dataclasses.is_dataclass(OmegaConf.get_type(cfg)):  # a schema fixes the keys: no adding
-        return " (not a key of the schema)"
+    if _has_schema(cfg):  # a schema fixes the keys: no adding
+        return f" (not a key of the schema; new keys only under {', '.join(_free_form_keys(cfg))})"
     return f" (use +{key}=... to add a new key)"
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
-    """Apply `key=value` (change), `+key=value` (add), `++key=value` (force) and `~key` (delete)."""
+    """Apply `key=value` (change), `+key=value` (add), `++key=value` (force) and `~key` (delete).
+
+    On a config with a schema, a key that does not exist may only be made inside the schema's
+    free-form mappings, with or without `+`: anywhere else it is an unknown key, `+` or not."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     overrides = list(overrides)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from None
+    free_form = _free_form_keys(cfg)
+    schema = _has_schema(cfg)
+    parser, parsed = OverridesParser.create(), []
+    for text in overrides:  # one by one, to name the one that does not parse
+        try:
+            parsed += parser.parse_overrides([text])
+        except HydraException as err:
+            reason = " ".join(str(err).split()).split(" See https://")[0]
+            raise ConfigError(f"bad override {text!r}: {reason}") from None
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
         if override.is_sweep_override():
@@ -97,7 +144,8 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         value = override.value()
         if override.is_add() and exists:
             raise ConfigError(f"cannot add {key!r}: it is already set (use ++{key}=... to replace)")
-        if not (exists or override.is_add() or override.is_force_add() or _in_free_form(key)):
+        may_add = _in_free_form(key, free_form) or (not schema and (override.is_add() or override.is_force_add()))
+        if not (exists or may_add):
             raise ConfigError(f"unknown config key {key!r}{_suggestion(cfg, key)}")
         try:
             OmegaConf.update(cfg, key, value, merge=True, force_add=True)

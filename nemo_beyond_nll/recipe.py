@@ -8,6 +8,7 @@ grad clip 1.0, bf16, 1 epoch).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -16,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, apply_overrides, load_config, objective_from_config
+from .data.pipeline import SplitFileError, check_split_file
+from .data.synthetic import task_names
 from .domains import DOMAINS
 
 ENGINES = ("bridge", "cpu")
@@ -37,6 +40,7 @@ class ModelSection:
     loss: str = "nll"  # any objective name; see nemo_beyond_nll.core.objectives
     loss_args: Dict[str, Any] = field(default_factory=dict)
     loss_fusion: Optional[str] = None  # "linear": fuse the output layer into the loss (no logits tensor)
+    check_finite: bool = False  # raise naming the first row of NaN/inf logits (one host sync a step; not with loss_fusion)
     hf_path: Optional[str] = None  # Hugging Face id or folder of the backbone (bridge engine)
     pretrained_checkpoint: Optional[str] = None  # Megatron checkpoint imported from hf_path
     tensor_parallel: int = 1
@@ -182,38 +186,105 @@ def load_recipe(path: Union[str, Path], overrides=()) -> DictConfig:
     return cfg
 
 
+def _check(ok: bool, key: str, rule: str, value) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _at_least(cfg: DictConfig, keys, low, optional: bool = False) -> None:
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        if value is None and optional:
+            continue
+        _check(value is not None and value >= low, key, f">= {low}", value)
+
+
+def _fraction(cfg: DictConfig, keys, below_one: bool = False) -> None:
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        _check(0.0 <= value < 1.0 if below_one else 0.0 <= value <= 1.0, key,
+               "in [0, 1)" if below_one else "in [0, 1]", value)
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes a run uses: one per tensor-parallel rank on the cpu engine, nodes x GPUs on bridge."""
+    return cfg.model.tensor_parallel if cfg.engine == "cpu" else cfg.launch.nnodes * cfg.launch.nproc_per_node
+
+
 def validate(cfg: DictConfig) -> None:
-    """Checks across keys that the schema's types cannot express."""
+    """Checks that the schema's types cannot express: names, ranges, and sizes that must divide."""
     if cfg.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
     if cfg.data.domain not in DATA_DOMAINS:
         raise ConfigError(f"data.domain must be one of {', '.join(DATA_DOMAINS)}, got {cfg.data.domain!r}")
     objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
-    for key in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
-        if cfg.model[key] < 1:
-            raise ConfigError(f"model.{key} must be >= 1, got {cfg.model[key]}")
-    for key in ("global_batch_size", "micro_batch_size"):
-        if cfg.trainer[key] < 1:
-            raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
-    if cfg.trainer.global_batch_size % cfg.trainer.micro_batch_size:
+    m, t, o = cfg.model, cfg.trainer, cfg.optim
+    _at_least(cfg, ("model.tensor_parallel", "model.pipeline_parallel", "model.context_parallel",
+                    "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_attention_heads",
+                    "model.tiny.ffn_hidden_size", "data.num_train", "data.num_validation",
+                    "trainer.global_batch_size", "trainer.micro_batch_size", "trainer.log_interval",
+                    "trainer.save_interval", "launch.nnodes", "launch.nproc_per_node", "eval.max_new_tokens",
+                    "continuum.pretrain_steps", "continuum.strong.steps", "continuum.weak.steps"), 1)
+    _at_least(cfg, ("model.virtual_pipeline_parallel", "trainer.max_steps", "eval.num_samples"), 1, optional=True)
+    _at_least(cfg, ("model.seq_length",), 2)
+    _at_least(cfg, ("data.seed", "trainer.seed", "trainer.eval_interval", "trainer.hist_interval",
+                    "optim.min_lr", "optim.weight_decay", "optim.grad_clip"), 0)
+    _fraction(cfg, ("data.noise", "continuum.strong.noise", "continuum.weak.noise"))
+    _fraction(cfg, ("optim.warmup_ratio",), below_one=True)
+    _check(t.epochs > 0, "trainer.epochs", "> 0", t.epochs)
+    _check(o.lr > 0, "optim.lr", "> 0", o.lr)
+    _check(o.min_lr <= o.lr, "optim.min_lr", f"<= optim.lr ({o.lr})", o.min_lr)
+    _check(cfg.continuum.pretrain_lr > 0, "continuum.pretrain_lr", "> 0", cfg.continuum.pretrain_lr)
+    if o.schedule not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"optim.schedule must be cosine, linear or constant, got {o.schedule!r}")
+    if len(o.betas) != 2:
+        raise ConfigError(f"optim.betas must hold two numbers, got {list(o.betas)}")
+    _check(all(0.0 <= b < 1.0 for b in o.betas), "optim.betas", "two numbers in [0, 1)", list(o.betas))
+    if m.loss_fusion not in (None, "linear"):
+        raise ConfigError(f"model.loss_fusion must be null or linear, got {m.loss_fusion!r}")
+    if m.check_finite and m.loss_fusion:
+        raise ConfigError("model.check_finite needs the logits: it cannot be set with model.loss_fusion=linear")
+    _check(m.tiny.hidden_size % m.tiny.num_attention_heads == 0, "model.tiny.hidden_size",
+           f"a multiple of model.tiny.num_attention_heads ({m.tiny.num_attention_heads})", m.tiny.hidden_size)
+    if cfg.eval.backend not in ("vllm", "megatron"):
+        raise ConfigError(f"eval.backend must be vllm or megatron, got {cfg.eval.backend!r}")
+    for key in ("data.task", "continuum.pretrain_task", "continuum.strong.task", "continuum.weak.task"):
+        try:
+            task_names(OmegaConf.select(cfg, key))
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    _check(len(cfg.continuum.seeds) > 0, "continuum.seeds", "a non-empty list", list(cfg.continuum.seeds))
+    for name in cfg.continuum.objectives:
+        try:
+            objective_from_config({"model": {"loss": name}})
+        except ConfigError as err:
+            raise ConfigError(f"continuum.objectives: {str(err).removeprefix('model.loss: ')}") from None
+    if cfg.engine == "cpu":
+        for key in ("pipeline_parallel", "context_parallel"):
+            if m[key] != 1:
+                raise ConfigError(f"the cpu engine runs tensor parallelism only: model.{key} must be 1")
+    # Parallel sizes: the model-parallel group must divide the processes (known for GPU recipes:
+    # nodes x GPUs per node; the cpu engine starts one per tensor-parallel rank), and the global
+    # batch the micro batches of every data-parallel rank.
+    model_parallel = m.tensor_parallel * m.pipeline_parallel * m.context_parallel
+    world = world_size(cfg)
+    if world % model_parallel:
         raise ConfigError(
-            f"trainer.global_batch_size={cfg.trainer.global_batch_size} is not a multiple of "
-            f"trainer.micro_batch_size={cfg.trainer.micro_batch_size}"
-        )
-    if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < 1:
-        raise ConfigError(f"trainer.max_steps must be >= 1, got {cfg.trainer.max_steps}")
-    if not 0.0 <= cfg.optim.warmup_ratio < 1.0:
-        raise ConfigError(f"optim.warmup_ratio must lie in [0, 1), got {cfg.optim.warmup_ratio}")
-    if cfg.optim.schedule not in ("cosine", "linear", "constant"):
-        raise ConfigError(f"optim.schedule must be cosine, linear or constant, got {cfg.optim.schedule!r}")
-    if len(cfg.optim.betas) != 2:
-        raise ConfigError(f"optim.betas must hold two numbers, got {list(cfg.optim.betas)}")
-    if cfg.model.loss_fusion not in (None, "linear"):
-        raise ConfigError(f"model.loss_fusion must be null or linear, got {cfg.model.loss_fusion!r}")
-    if cfg.engine == "bridge" and not cfg.model.hf_path:
+            f"model.tensor_parallel x pipeline_parallel x context_parallel = {model_parallel} does not divide the "
+            f"{world} GPUs of launch.nnodes x launch.nproc_per_node")
+    data_parallel = world // model_parallel
+    if t.global_batch_size % (t.micro_batch_size * data_parallel):
+        raise ConfigError(
+            f"trainer.global_batch_size={t.global_batch_size} is not a multiple of "
+            f"trainer.micro_batch_size={t.micro_batch_size} x data-parallel size {data_parallel}")
+    if cfg.engine == "bridge" and not m.hf_path:
         raise ConfigError("model.hf_path is required with engine=bridge (the backbone to fine-tune)")
-    if cfg.engine == "cpu" and cfg.model.pipeline_parallel != 1:
-        raise ConfigError("the cpu engine runs tensor parallelism only: model.pipeline_parallel must be 1")
+    if cfg.engine == "cpu":
+        for key in ("num_attention_heads", "ffn_hidden_size"):
+            _check(m.tiny[key] % m.tensor_parallel == 0, f"model.tiny.{key}",
+                   f"a multiple of model.tensor_parallel ({m.tensor_parallel})", m.tiny[key])
+        if cfg.data.train is not None and not cfg.data.validation:
+            raise ConfigError("data.validation is required with data.train on the cpu engine (the held-out prompts)")
     _validate_sampling(cfg)
 
 
@@ -243,6 +314,57 @@ def _validate_sampling(cfg: DictConfig) -> None:
         if cfg.engine == "cpu" and (values["num_generations"] > 1 or values["temperature"] > 0):
             raise ConfigError(f"the cpu engine decodes greedily, one output per problem: "
                               f"{where}num_generations and temperature must stay 1 and 0")
+
+
+# The commands that read the recipe's data files, and which of them each engine reads.
+_DATA_KEYS = {
+    ("cpu", "sft"): ("data.train", "data.validation"), ("cpu", "eval"): ("data.train", "data.validation"),
+    ("cpu", "probe"): ("data.train", "data.validation"), ("cpu", "continuum"): ("data.train", "data.validation"),
+    ("bridge", "sft"): ("data.train", "data.validation"), ("bridge", "probe"): ("data.train",),
+}
+# Commands that read model.hf_path on the machine they run on (engine=bridge).
+_BACKBONE_COMMANDS = ("import", "sft", "probe")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def backbone_problem(hf_path: Optional[str]) -> Optional[str]:
+    """Why model.hf_path cannot be read here, or None: a local folder (a path that is not of the form
+    owner/name, or one that exists) must exist and hold the model's config.json; a hub id is not checked."""
+    if not hf_path:
+        return None
+    path = Path(hf_path).expanduser()
+    if not path.exists() and _HUB_ID.fullmatch(str(hf_path)):
+        return None  # a hub id, fetched (or found in the cache) when the command runs
+    if not path.is_dir():
+        return f"model.hf_path: no such folder: {hf_path} (a local backbone folder, or a hub id like owner/name)"
+    if not (path / "config.json").is_file():
+        return f"model.hf_path: {hf_path} holds no config.json (not a Hugging Face model folder)"
+    return None
+
+
+def input_problems(cfg: DictConfig, command: str) -> List[str]:
+    """What is wrong with the files `command` would read (the data splits, a local backbone folder),
+    one line each; empty when every input is readable. Data files are checked line by line, with the
+    cpu engine's tokenizer on the cpu engine."""
+    problems = []
+    encode = None
+    if cfg.engine == "cpu":
+        from .data.char_tokenizer import CharTokenizer
+
+        encode = CharTokenizer().encode
+    for key in _DATA_KEYS.get((cfg.engine, command), ()):
+        path = OmegaConf.select(cfg, key)
+        if path is None:
+            continue
+        try:
+            check_split_file(path, encode)
+        except SplitFileError as err:
+            problems.append(f"{key}: {err}")
+    if cfg.engine == "bridge" and command in _BACKBONE_COMMANDS:
+        problem = backbone_problem(cfg.model.hf_path)
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def resolved_yaml(cfg: DictConfig) -> str:

@@ -44,7 +44,7 @@ def test_gpu_recipe_dry_run_shows_bridge_overrides(capsys):
         (["sft", "--config", TINY, "trainer.max_step=3"], "unknown config key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
         (["sft", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
         (["sft", "--config", TINY, "optimizer.lr=1"], "unknown config key 'optimizer.lr' (did you mean 'optim.lr'?)"),
-        (["sft", "--config", TINY, "cluster.name=x"], "unknown config key 'cluster.name' (not a key of the schema)"),
+        (["sft", "--config", TINY, "cluster.name=x"], "unknown config key 'cluster.name' (not a key of the schema; new keys only under model.loss_args, eval.per_benchmark, eval.benchmark_files)"),
         (["sft", "--config", TINY, "trainer.max_steps=many"], "bad value for 'trainer.max_steps'"),
         (["sft", "--config", TINY, "model.loss=focal"], "unknown objective 'focal'"),
         (["sft", "--config", TINY, "model.loss=neg_p_power", "model.loss_args.alpha=-1"], "'alpha' must be > 0"),
@@ -148,3 +148,31 @@ def test_data_command_errors(tmp_path, capsys):
 
 def test_gpu_check_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks/gpu_check.sh")]).returncode == 0
+
+
+@pytest.mark.parametrize("text", ["", "{broken\n" + json.dumps({"problem": "1+1?", "solution": "no box"}) + "\n"])
+def test_data_command_refuses_a_source_with_no_usable_row(tmp_path, capsys, text):
+    source = tmp_path / "numina.jsonl"
+    source.write_text(text)
+    assert main(["data", "math", "--source", str(source), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.split("\r")[-1]  # after the progress bar
+    err = err[err.index("\n") + 1:]
+    assert err.startswith("nemo-beyond-nll: error: no rows to train on from") and err.count("\n") == 1
+    assert "kept 0" in err and (("malformed 1, no_boxed_answer 1" in err) if text else "read 0" in err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_launcher_refuses_missing_data_before_torchrun(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "recipes/launch/torchrun.sh"), "recipes/qwen2.5-math-1.5b_math.yaml",
+                           f"data.train={tmp_path}/none.jsonl", f"checkpoint.dir={tmp_path}/run"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert f"error: data.train: {tmp_path}/none.jsonl: no such file" in proc.stderr
+    assert "torchrun" not in proc.stderr.replace("torchrun.sh", "") and not (tmp_path / "run").exists()
+
+
+def test_help_does_not_offer_plus_for_new_keys(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "+new.key" not in out and "new keys only inside `model.loss_args`" in out

@@ -95,3 +95,51 @@ def test_missing_and_malformed_files(tmp_path):
 def test_apply_overrides_in_memory():
     cfg = apply_overrides(OmegaConf.create({"model": {"loss": "nll"}}), ["model.loss=dft"])
     assert objective_from_config(cfg).name == "dft"
+
+
+TINY = str(__import__("pathlib").Path(__file__).parents[1] / "recipes" / "tiny_cpu.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+trainer.max_step=10", "unknown config key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
+    ("++trainer.max_step=10", "unknown config key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
+    ("+cluster.name=x", "unknown config key 'cluster.name' (not a key of the schema; new keys only under"),
+    ("+bridge.extra=1", "unknown config key 'bridge.extra'"),
+])
+def test_plus_adds_keys_only_inside_free_form_mappings_of_a_recipe(override, message):
+    from nemo_beyond_nll.recipe import load_recipe
+
+    with pytest.raises(ConfigError) as err:
+        load_recipe(TINY, [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_free_form_mappings_take_new_keys_with_or_without_plus(tmp_path):
+    from nemo_beyond_nll.recipe import load_recipe
+
+    cfg = load_recipe(TINY, ["model.loss=neg_p_threshold", "+model.loss_args.threshold=0.2",
+                             f"+eval.benchmark_files.math500={tmp_path}/m.jsonl", "++trainer.max_steps=5"])
+    assert cfg.model.loss_args.threshold == 0.2 and cfg.eval.benchmark_files.math500.endswith("m.jsonl")
+    assert cfg.trainer.max_steps == 5
+
+
+@pytest.mark.parametrize("text, where", [
+    ("model: [unclosed\n", ":2:1: expected ',' or ']'"),
+    ("model:\n  loss: nll\n   bad: 1\n", ":3:7: mapping values are not allowed here"),
+    ("x: \"unterminated\n", ":2:1: found unexpected end of stream"),
+    ("a:\n\tb: 1\n", ":2:1: found character '\\t' that cannot start any token"),
+])
+def test_yaml_errors_name_line_and_column(tmp_path, text, where):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"cannot parse {path}{where}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["trainer.max_steps=[1", "a=b=c", "trainer.max_steps=}", "trainer.max_steps='x"])
+def test_bad_override_grammar_is_one_line_naming_it(recipe, override):
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe, ["model.loss=nll", override])
+    assert str(err.value).startswith(f"bad override {override!r}: ") and "\n" not in str(err.value)
+    assert "hydra.cc" not in str(err.value)

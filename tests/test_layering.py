@@ -16,7 +16,7 @@ MAY_IMPORT = {
     "config": {"core"},
     "domains": {"data", "utils"},
     "probe": {"utils"},
-    "recipe": {"config", "domains"},
+    "recipe": {"config", "data", "domains"},
     "nemo": {"core", "config"},
     "megatron": {"core", "data", "probe"},
     "engines": {"core", "config", "data", "megatron", "probe", "utils"},

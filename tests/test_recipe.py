@@ -65,6 +65,7 @@ def test_name_interpolates_the_objective():
         ("engine: cpu\nmodel:\n  pipeline_parallel: 2\n", "pipeline_parallel must be 1"),
         ("trainer:\n  max_steps: notanumber\n", "max_steps"),
         ("model:\n  loss_fusion: cut\n", "model.loss_fusion must be null or linear"),
+        ("model:\n  loss_fusion: linear\n  check_finite: true\n", "model.check_finite needs the logits"),
     ],
 )
 def test_invalid_recipes_name_the_problem(tmp_path, text, message):
@@ -73,3 +74,52 @@ def test_invalid_recipes_name_the_problem(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_recipe(path)
     assert "\n" not in str(err.value)
+
+
+# Every numeric key of the schema, with a value out of its range; the message names the key.
+BAD_VALUES = [
+    ("model.tensor_parallel", 0), ("model.pipeline_parallel", 0), ("model.context_parallel", 0),
+    ("model.virtual_pipeline_parallel", 0), ("model.seq_length", 1), ("model.tiny.hidden_size", 0),
+    ("model.tiny.num_layers", 0), ("model.tiny.num_attention_heads", 0), ("model.tiny.ffn_hidden_size", 0),
+    ("model.tiny.hidden_size", 130), ("model.tiny.num_attention_heads", 3), ("model.tiny.ffn_hidden_size", 511),
+    ("data.noise", -0.1), ("data.noise", 1.5), ("data.num_train", 0), ("data.num_validation", 0), ("data.seed", -1),
+    ("data.task", "unsort"), ("trainer.max_steps", 0), ("trainer.max_steps", -5), ("trainer.epochs", 0),
+    ("trainer.global_batch_size", 0), ("trainer.micro_batch_size", 0), ("trainer.global_batch_size", 100),
+    ("trainer.seed", -1), ("trainer.log_interval", 0), ("trainer.eval_interval", -1), ("trainer.save_interval", 0),
+    ("trainer.hist_interval", -1), ("optim.lr", -1), ("optim.lr", 0), ("optim.min_lr", -1e-5), ("optim.min_lr", 1.0),
+    ("optim.warmup_ratio", 1.0), ("optim.warmup_ratio", -0.1), ("optim.betas", [0.9, 1.5]), ("optim.weight_decay", -0.01),
+    ("optim.grad_clip", -1), ("optim.schedule", "step"), ("launch.nnodes", 0), ("launch.nproc_per_node", 0),
+    ("eval.max_new_tokens", 0), ("eval.num_samples", 0), ("eval.backend", "hf"), ("continuum.pretrain_steps", 0),
+    ("continuum.pretrain_lr", 0), ("continuum.pretrain_task", "copy+nope"), ("continuum.strong.steps", 0),
+    ("continuum.strong.noise", 2.0), ("continuum.weak.task", "nope"), ("continuum.weak.noise", -1),
+    ("continuum.weak.steps", 0), ("continuum.seeds", []), ("continuum.objectives", ["nll", "focal"]),
+]
+
+
+@pytest.mark.parametrize("key, value", BAD_VALUES, ids=[f"{k}={v}" for k, v in BAD_VALUES])
+def test_every_numeric_key_is_range_checked(capsys, key, value):
+    from nemo_beyond_nll.cli import main
+
+    tiny = str(Path(__file__).parents[1] / "recipes" / "tiny_cpu.yaml")  # micro batch 64 in global 64 at TP=2
+    override = f"{key}={value}".replace("'", "") if not isinstance(value, list) else f"{key}=[{','.join(map(str, value))}]"
+    assert main(["sft", "--config", tiny, "--dry-run", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nemo-beyond-nll: error: ") and err.count("\n") == 1
+    assert key.rsplit(".", 1)[-1] in err and key.split(".")[0] in err, err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["launch.nproc_per_node=6"], "model.tensor_parallel x pipeline_parallel x context_parallel = 8 does not divide the 6 GPUs"),
+    (["launch.nnodes=3"], "trainer.global_batch_size=256 is not a multiple of trainer.micro_batch_size=1 x data-parallel size 12"),
+    (["trainer.micro_batch_size=3"], "trainer.global_batch_size=256 is not a multiple of trainer.micro_batch_size=3"),
+])
+def test_gpu_parallel_sizes_fit_the_world(overrides, message):
+    recipe = Path(__file__).parents[1] / "recipes" / "llama3.1-8b_math.yaml"  # TP=2 on 1 x 8 GPUs
+    base = ["model.tensor_parallel=8"] if "divide" in message else []
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_recipe(recipe, base + overrides)
+
+
+def test_cpu_validation_file_is_required_with_a_train_file(tmp_path):
+    with pytest.raises(ConfigError, match="data.validation is required"):
+        load_recipe(Path(__file__).parents[1] / "recipes" / "tiny_cpu.yaml", [f"data.train={tmp_path}/t.jsonl"])

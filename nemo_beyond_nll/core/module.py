@@ -27,22 +27,25 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
         ignore_index: label id with no loss.
         tp_group: tensor-parallel group when the logits are this rank's vocabulary slice.
         backend: "torch" or "triton" for the two passes; default chosen by the logits' device.
+        check_finite: raise ``ValueError`` naming the first row of NaN/inf logits (see
+            :func:`vocab_parallel_objective`); off by default.
     """
 
     def __init__(
         self, loss: str = "nll", loss_args: Optional[dict] = None, ignore_index: int = -100, tp_group=None,
-        backend: Optional[str] = None,
+        backend: Optional[str] = None, check_finite: bool = False,
     ):
         super().__init__()
         self.objective = get_objective(loss, **dict(loss_args or {}))
         self.ignore_index = ignore_index
         self.tp_group = tp_group
         self.backend = backend
+        self.check_finite = check_finite
 
     def per_token(self, logits: Tensor, labels: Tensor, loss_mask: Optional[Tensor] = None) -> ObjectiveOutput:
         out = vocab_parallel_objective(
             logits, labels, self.objective, tp_group=self.tp_group, ignore_index=self.ignore_index,
-            backend=self.backend,
+            backend=self.backend, check_finite=self.check_finite,
         )
         return apply_loss_mask(out, loss_mask)
 

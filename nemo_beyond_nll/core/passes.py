@@ -116,6 +116,26 @@ def merge_row_stats(gathered: Tensor) -> tuple[Tensor, Tensor]:
     return row_max + torch.log(total), target_logit
 
 
+def check_finite_rows(gathered: Tensor, lse: Tensor, target_logit: Tensor, valid: Tensor) -> None:
+    """Raise a one-line ValueError naming the first row whose logits hold NaN or +inf anywhere, or
+    -inf at the target (a -inf elsewhere is a mask and is allowed). It reads the merged and gathered
+    row stats, which every rank of the group holds: no extra collective, one host sync, and every
+    rank raises the same error, naming the tensor-parallel ranks whose vocabulary shard is bad."""
+    bad = ~torch.isfinite(lse) | (valid & ~torch.isfinite(target_logit))
+    if not bool(bad.any()):
+        return
+    row = int(bad.nonzero()[0, 0])
+    shard_ok = torch.isfinite(gathered[:, :2, row]).all(dim=1) & ~torch.isnan(gathered[:, 2, row])
+    if bool(valid[row]):
+        shard_ok &= gathered[:, 2, row] != float("-inf")
+    ranks = [r for r, ok in enumerate(shard_ok.tolist()) if not ok]
+    raise ValueError(
+        f"non-finite logits in row {row} (the first of {int(bad.sum())} of {bad.numel()} rows): log-sum-exp "
+        f"{float(lse[row])}, target logit {float(target_logit[row])}, in the vocabulary shard of tensor-parallel "
+        f"rank {', '.join(map(str, ranks)) or '?'} of {gathered.shape[0]}"
+    )
+
+
 def token_outputs(objective: Objective, valid: Tensor, lse: Tensor, target_logit: Tensor):
     """(loss, prob, kept, weight) per token from the merged row stats; weight is w(p) on kept tokens."""
     logprob = torch.where(valid, target_logit - lse, 0.0)

@@ -56,12 +56,16 @@ class VocabParallelObjective(torch.autograd.Function):
     """The per-token objective over sharded logits; the steps are :mod:`.passes`' functions."""
 
     @staticmethod
-    def forward(ctx, logits, target, objective, group, ignore_index, check_targets, inplace_backward, backend):
+    def forward(ctx, logits, target, objective, group, ignore_index, check_targets, inplace_backward, backend,
+                check_finite=False):
         valid, local_target, owned = passes.localize_targets(
             target, group, logits.shape[1], ignore_index, check_targets
         )
         stats = backends.row_stats(logits, local_target, owned, backend)
-        lse, target_logit = passes.merge_row_stats(passes.gather_row_stats(stats, group))
+        gathered = passes.gather_row_stats(stats, group)
+        lse, target_logit = passes.merge_row_stats(gathered)
+        if check_finite:
+            passes.check_finite_rows(gathered, lse, target_logit, valid)
         loss, prob, kept, weight = passes.token_outputs(objective, valid, lse, target_logit)
 
         ctx.save_for_backward(logits, local_target, owned, lse, weight)
@@ -83,7 +87,7 @@ class VocabParallelObjective(torch.autograd.Function):
         scale = grad_loss.to(weight.dtype) * weight
         backends.write_gradient(logits, grad, lse, scale, local_target, owned, ctx.backend)
         ctx.backward_done = True
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None
 
 
 def vocab_parallel_objective(
@@ -96,6 +100,7 @@ def vocab_parallel_objective(
     check_targets: bool = True,
     inplace_backward: Optional[bool] = None,
     backend: Optional[str] = None,
+    check_finite: bool = False,
 ) -> ObjectiveOutput:
     """Per-token probability objective over this rank's vocabulary slice.
 
@@ -113,6 +118,9 @@ def vocab_parallel_objective(
         backend: "torch" or "triton" for the two passes over the logits; default: the environment
             variable NEMO_BEYOND_NLL_BACKEND, else "triton" for CUDA logits when triton imports.
             Both give the same results up to float rounding.
+        check_finite: raise ``ValueError`` naming the first row whose logits hold NaN or +inf (or
+            -inf at the target), on any rank's shard; off by default (costs a host sync, no
+            collective). Without it such a row gives NaN loss and gradient, as Megatron's does.
 
     Returns:
         :class:`ObjectiveOutput` with ``loss``, ``prob`` and ``kept`` shaped like ``target``,
@@ -140,6 +148,7 @@ def vocab_parallel_objective(
         check_targets,
         inplace_backward,
         resolve_backend(flat_logits, backend),
+        check_finite,
     )
     shape = target.shape
     return ObjectiveOutput(loss.view(shape), prob.view(shape), kept.view(shape))

@@ -3,9 +3,9 @@ train/validation split (:mod:`.pipeline`), packing, and the CPU recipes' synthet
 character tokenizer. The three domains' builders are in :mod:`nemo_beyond_nll.domains`.
 """
 
-from .pipeline import Example, SkipRow, hf_chat_template, write_sft_splits
+from .pipeline import Example, SkipRow, SplitFileError, check_split_file, hf_chat_template, write_sft_splits
 
-__all__ = ["Example", "SkipRow", "hf_chat_template", "write_sft_splits"]
+__all__ = ["Example", "SkipRow", "SplitFileError", "check_split_file", "hf_chat_template", "write_sft_splits"]
 
 
 def __getattr__(name):

@@ -10,14 +10,18 @@ into `out_dir`:
   reason with the source positions (0-based) of the first few dropped rows of each reason, notes
   per kind, and the options used.
 
-The split is decided by a seeded hash of the row's untemplated prompt and completion, so a row
-lands in the same split whatever the order of the source, the other rows, or the chat template.
+The validation split holds exactly round(validation_fraction x kept rows) rows, at most all but one
+(the training split keeps at least one): those whose seeded hash of the untemplated prompt and
+completion is smallest. So the split does not depend on the order of the source or on the chat
+template, and one row more or less moves at most one other row. A source that leaves no row to
+train on is an error that gives the report's counts, and no split file is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,6 +59,49 @@ class SkipRow(Exception):
         self.reason = reason
 
 
+class SplitFileError(ValueError):
+    """A split file an engine cannot train or evaluate on; the message is one line naming the file,
+    the line and what is wrong."""
+
+
+def check_split_file(path: Union[str, Path], encode: Optional[Callable[[str], Any]] = None) -> int:
+    """The number of rows of a prompt/completion JSON Lines split, after checking every line the way
+    the engines read it: a JSON object with non-empty string fields `prompt` and `completion`, each
+    of which `encode` (the engine's tokenizer, if given) accepts. Blank lines are skipped. Raises :class:`SplitFileError` for a missing or empty file or the first
+    bad line (1-based)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SplitFileError(f"{path}: {'is a folder, not a' if path.is_dir() else 'no such'} file")
+    rows = 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(raw)
+            except UnicodeDecodeError:
+                raise SplitFileError(f"{where}: not UTF-8 text") from None
+            except json.JSONDecodeError as err:
+                raise SplitFileError(f"{where}: not valid JSON ({err.msg}, column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise SplitFileError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+            for name in ("prompt", "completion"):
+                if name not in row:
+                    raise SplitFileError(f"{where}: no {name!r} field (a row needs 'prompt' and 'completion')")
+                if not isinstance(row[name], str) or not row[name]:
+                    raise SplitFileError(f"{where}: {name!r} must be a non-empty string, got {row[name]!r:.40}")
+                if encode is not None:
+                    try:
+                        encode(row[name])
+                    except ValueError as err:
+                        raise SplitFileError(f"{where}: {name!r}: {str(err).splitlines()[0]}") from None
+            rows += 1
+    if not rows:
+        raise SplitFileError(f"{path}: empty file (no prompt/completion rows)")
+    return rows
+
+
 def text_field(row: Any, name: str) -> str:
     """row[name] as a non-blank string, or SkipRow("malformed")."""
     if not isinstance(row, Mapping):
@@ -89,10 +136,26 @@ def hf_chat_template(tokenizer: Any, system: Optional[str] = None) -> ChatTempla
     return template
 
 
-def split_of(prompt: str, completion: str, validation_fraction: float, split_seed: int = 0) -> str:
-    """"validation" for about `validation_fraction` of rows, chosen by a seeded hash; else "train"."""
+def split_key(prompt: str, completion: str, split_seed: int = 0) -> float:
+    """A row's place in [0, 1) by a seeded hash: the smallest go to validation."""
     digest = hashlib.sha256(f"{split_seed}\0{prompt}\0{completion}".encode("utf-8")).digest()
-    return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < validation_fraction else "train"
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_of(prompt: str, completion: str, validation_fraction: float, split_seed: int = 0) -> str:
+    """"validation" for about `validation_fraction` of rows, chosen by a seeded hash; else "train".
+    (The builder takes exactly the rows with the smallest keys: see :func:`validation_count`.)"""
+    return "validation" if split_key(prompt, completion, split_seed) < validation_fraction else "train"
+
+
+def validation_count(validation_fraction: float, kept: int) -> int:
+    """Rows of the validation split: round(fraction x kept), halves up, leaving at least one to train on."""
+    return max(0, min(math.floor(validation_fraction * kept + 0.5), kept - 1))
+
+
+def _no_rows_message(source: str, read: int, dropped: Counter) -> str:
+    why = ", ".join(f"{reason} {count}" for reason, count in dropped.items() if count) or "none dropped"
+    return f"no rows to train on from {source}: read {read}, kept 0, skipped {sum(dropped.values())} ({why})"
 
 
 def _check_options(validation_fraction, tokenizer, max_length, chat_template):
@@ -134,6 +197,7 @@ def write_sft_splits(
     """
     _check_options(validation_fraction, tokenizer, max_length, chat_template)
     out_dir = Path(out_dir)
+    made_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     dropped = Counter({reason: 0 for reason in (*COMMON_REASONS, *reasons)})
     examples: Dict[str, list] = {}
@@ -150,7 +214,8 @@ def write_sft_splits(
 
     final = {name: out_dir / filename for name, filename in FILES.items()}
     partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
-    files = {name: path.open("w", encoding="utf-8") for name, path in partial.items()}
+    keys = []  # split_key of each row of all.jsonl, in order
+    files = {"all": partial["all"].open("w", encoding="utf-8")}
     try:
         for index, row in enumerate(tqdm(rows, total=total, desc=f"{domain} rows", unit="row", disable=not progress)):
             read += 1
@@ -172,14 +237,24 @@ def write_sft_splits(
                 drop("too_long", index)
                 continue
             notes.update(example.notes)
-            split = split_of(example.prompt, example.completion, validation_fraction, split_seed)
+            keys.append(split_key(example.prompt, example.completion, split_seed))
             line = json.dumps({"prompt": prompt, "completion": example.completion, **example.fields}, ensure_ascii=False)
-            files[split].write(line + "\n")
             files["all"].write(line + "\n")
-            sizes[split] += 1
     finally:
-        for handle in files.values():
-            handle.close()
+        files["all"].close()
+    if not keys:  # nothing to train on: no split files, as if the build had not run
+        partial["all"].unlink()
+        if made_dir and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise ValueError(_no_rows_message(source, read, dropped))
+    count = validation_count(validation_fraction, len(keys))
+    validation = set(sorted(range(len(keys)), key=lambda i: (keys[i], i))[:count])
+    with partial["all"].open(encoding="utf-8") as lines, partial["train"].open("w", encoding="utf-8") as train, \
+            partial["validation"].open("w", encoding="utf-8") as held_out:
+        for index, line in enumerate(lines):
+            split = "validation" if index in validation else "train"
+            (held_out if split == "validation" else train).write(line)
+            sizes[split] += 1
     for name, path in partial.items():  # complete files appear only once everything is written
         os.replace(path, final[name])
 

@@ -75,6 +75,7 @@ def _objective_language_model_loss(self, labels: torch.Tensor, logits) -> torch.
             self.beyond_nll_objective,
             tp_group=tensor_parallel_group(self),
             check_targets=self.beyond_nll_check_targets,
+            check_finite=getattr(self, "beyond_nll_check_finite", False),
         )
     # Kept for the training step's metrics and kept-token reduction, in the labels' [b, s] layout.
     self.beyond_nll_last_output = ObjectiveOutput(
@@ -89,6 +90,7 @@ def install(
     *,
     check_targets: bool = True,
     fusion: Optional[str] = None,
+    check_finite: bool = False,
     **objective_args,
 ):
     """Compute `objective` in place of cross entropy in every LanguageModule inside `model`.
@@ -96,10 +98,14 @@ def install(
     `model` may be a GPTModel, any wrapper around one (DDP, Float16Module) or a list of model
     chunks (virtual pipeline stages). `fusion="linear"` also fuses the output layer into the loss
     whenever labels are given (no logits tensor; same values and gradients). Returns the resolved
-    :class:`Objective`.
+    :class:`Objective`. `check_finite=True` raises a one-line ValueError naming the first row of
+    NaN/inf logits (see `vocab_parallel_objective`); the fused path never holds the logits, so it
+    does not take it.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    if check_finite and fusion == "linear":
+        raise ValueError("check_finite needs the logits: it is not available with fusion='linear'")
     resolved = get_objective(objective, **objective_args)
     modules = _language_modules(model)
     if fusion == "linear":
@@ -108,6 +114,7 @@ def install(
     for module in modules:
         module.beyond_nll_objective = resolved
         module.beyond_nll_check_targets = check_targets
+        module.beyond_nll_check_finite = check_finite
         module.beyond_nll_last_output = None
         setattr(module, _METHOD, types.MethodType(_objective_language_model_loss, module))
         fused_output.disable(module)
@@ -121,7 +128,8 @@ def uninstall(model) -> None:
     for module in _language_modules(model):
         module.__dict__.pop(_METHOD, None)
         fused_output.disable(module)
-        for attr in ("beyond_nll_objective", "beyond_nll_check_targets", "beyond_nll_last_output"):
+        for attr in ("beyond_nll_objective", "beyond_nll_check_targets", "beyond_nll_check_finite",
+                     "beyond_nll_last_output"):
             module.__dict__.pop(attr, None)
 
 

@@ -92,8 +92,9 @@ class ObjectiveForwardStep:
     micro-batch goes to Bridge's TensorBoard and W&B loggers.
     """
 
-    def __init__(self, objective: Objective, hist_interval: int = 0, fusion=None):
+    def __init__(self, objective: Objective, hist_interval: int = 0, fusion=None, check_finite: bool = False):
         self.objective = objective
+        self.check_finite = check_finite
         self.hist_interval = hist_interval
         self.fusion = fusion
         self.metric_name = loss_metric_name(objective)
@@ -104,7 +105,7 @@ class ObjectiveForwardStep:
         from megatron.bridge.training import gpt_step
 
         if installed_objective(model) != self.objective:
-            install(model, self.objective, fusion=self.fusion)
+            install(model, self.objective, fusion=self.fusion, check_finite=self.check_finite)
         output, loss_mask = gpt_step._forward_step_common(state, data_iterator, model, return_schedule_plan)
         return output, partial(self.loss, state, model, loss_mask)
 

@@ -31,6 +31,11 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
   exit 0
 fi
 # Fail fast, on one node, on a config error, before any process group starts.
-python -m nemo_beyond_nll sft --config "$recipe" --dry-run "$@" > /dev/null
+# The config first, then the files it reads on this node: a dry run's warnings are errors here.
+check=$(python -m nemo_beyond_nll sft --config "$recipe" --dry-run "$@")
+if problems=$(grep '^# warning: ' <<< "$check"); then
+  sed "s|^# warning: |$0: error: |" <<< "$problems" >&2
+  exit 2
+fi
 export CUDA_DEVICE_MAX_CONNECTIONS=${CUDA_DEVICE_MAX_CONNECTIONS:-1}
 exec "${cmd[@]}"

@@ -227,3 +227,38 @@ def test_sharded_merge_equals_whole_vocab_logsumexp(n, v_local, tp, scale, seed,
     lse, target_logit = shard_merge(logits, target, tp)
     torch.testing.assert_close(lse, torch.logsumexp(logits, dim=-1), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(target_logit, logits.gather(1, target[:, None]).squeeze(1))
+
+
+def test_non_finite_logits_today_and_with_check_finite():
+    import math
+
+    from nemo_beyond_nll import ProbabilityObjectiveLoss
+
+    logits = torch.randn(2, 3, 16)
+    target = torch.randint(0, 16, (2, 3))
+    target[1, 2] = -100
+    logits[1, 0, 5] = math.nan
+    # Without the check: the row's loss and gradient are NaN, the other rows unaffected.
+    x = logits.clone().requires_grad_()
+    out = vocab_parallel_objective(x * 1, target, "nll")
+    out.loss.sum().backward()
+    assert torch.isnan(out.loss[1, 0]) and torch.isfinite(out.loss[0]).all()
+    assert torch.isnan(x.grad[1, 0]).all() and torch.isfinite(x.grad[0]).all()
+    with pytest.raises(ValueError, match=r"^non-finite logits in row 3 \(the first of 1 of 6 rows\): log-sum-exp nan") as err:
+        vocab_parallel_objective(logits.clone(), target, "nll", check_finite=True)
+    assert "tensor-parallel rank 0 of 1" in str(err.value) and "\n" not in str(err.value)
+    # -inf at a non-target token is a mask, allowed; +inf anywhere, or -inf at the target, is not.
+    masked = torch.randn(1, 16)
+    masked[0, 3] = -math.inf
+    assert torch.isfinite(vocab_parallel_objective(masked, torch.tensor([0]), "nll", check_finite=True).loss).all()
+    for column, value in ((3, math.inf), (0, -math.inf)):
+        bad = torch.randn(1, 16)
+        bad[0, column] = value
+        with pytest.raises(ValueError, match="row 0"):
+            vocab_parallel_objective(bad, torch.tensor([0]), "neg_p", check_finite=True)
+    # an ignored token's row: the target is not checked, the rest of the row is
+    ignored = torch.randn(1, 16)
+    ignored[0, 0] = -math.inf
+    assert vocab_parallel_objective(ignored, torch.tensor([-100]), "nll", check_finite=True).loss.item() == 0.0
+    with pytest.raises(ValueError, match="row 3"):
+        ProbabilityObjectiveLoss("nll", check_finite=True)(logits.clone(), target)

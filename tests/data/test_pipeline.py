@@ -15,14 +15,37 @@ def prompts(path):
 def test_same_rows_same_split_in_any_order(tmp_path):
     rows = numina_rows(200)
     write_jsonl(tmp_path / "forward.jsonl", rows)
-    write_jsonl(tmp_path / "backward.jsonl", rows[::-1] + [numina_row(500)])
+    write_jsonl(tmp_path / "backward.jsonl", rows[::-1])
+    write_jsonl(tmp_path / "more.jsonl", rows[::-1] + [numina_row(500)])
     a = build("math", tmp_path / "forward.jsonl", tmp_path / "a", validation_fraction=0.25, progress=False)
     b = build("math", tmp_path / "backward.jsonl", tmp_path / "b", validation_fraction=0.25, progress=False)
-    extra = {p for p in prompts(tmp_path / "b" / "all.jsonl") if p.startswith("Problem 500:")}
-    assert len(extra) == 1
-    assert prompts(tmp_path / "a" / "validation.jsonl") == prompts(tmp_path / "b" / "validation.jsonl") - extra
-    assert 30 <= a["validation"] <= 70  # about a quarter of 200
-    assert a["train"] + a["validation"] == a["kept"] == 200 and b["kept"] == 201
+    c = build("math", tmp_path / "more.jsonl", tmp_path / "c", validation_fraction=0.25, progress=False)
+    assert prompts(tmp_path / "a" / "validation.jsonl") == prompts(tmp_path / "b" / "validation.jsonl")
+    assert a["validation"] == b["validation"] == 50  # a quarter of 200, exactly
+    assert a["train"] + a["validation"] == a["kept"] == 200 and c["kept"] == 201 and c["validation"] == 50
+    # one row more moves at most one other row
+    assert len(prompts(tmp_path / "a" / "validation.jsonl") ^ prompts(tmp_path / "c" / "validation.jsonl")) <= 2
+
+
+@pytest.mark.parametrize("kept, fraction, validation", [
+    (4, 0.05, 0), (4, 0.75, 3), (4, 0.99, 3), (2, 0.5, 1), (1, 0.5, 0), (10, 0.3, 3), (20, 0.05, 1), (30, 0.05, 2),
+])
+def test_validation_follows_the_fraction_and_leaves_a_row_to_train(tmp_path, kept, fraction, validation):
+    write_jsonl(tmp_path / "rows.jsonl", numina_rows(kept))
+    report = build("math", tmp_path / "rows.jsonl", tmp_path / "out", validation_fraction=fraction, progress=False)
+    assert (report["train"], report["validation"]) == (kept - validation, validation)
+    assert len(read_jsonl(tmp_path / "out" / "validation.jsonl")) == validation
+
+
+@pytest.mark.parametrize("lines", [[], ["{broken", "[1, 2]", json.dumps({"problem": "no solution"})]])
+def test_no_row_to_train_on_is_an_error_with_the_counts_and_no_files(tmp_path, lines):
+    write_jsonl(tmp_path / "rows.jsonl", lines)
+    with pytest.raises(ValueError) as err:
+        build("math", tmp_path / "rows.jsonl", tmp_path / "out", progress=False)
+    message = str(err.value)
+    assert message.startswith(f"no rows to train on from {tmp_path / 'rows.jsonl'}: read {len(lines)}, kept 0")
+    assert (f"skipped 3 (malformed 3)" in message) if lines else "skipped 0 (none dropped)" in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_split_seed_changes_the_split(tmp_path):
@@ -70,11 +93,10 @@ def test_length_filter(tmp_path, tokenizer):
 def test_length_counts_templated_prompt(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", [numina_row(1)])
     untemplated = build("math", tmp_path / "rows.jsonl", tmp_path / "a", tokenizer=whitespace_tokens, max_length=40, progress=False)
-    padded = build(
-        "math", tmp_path / "rows.jsonl", tmp_path / "b", tokenizer=whitespace_tokens, max_length=40,
-        chat_template=lambda text: "system " * 30 + text, progress=False,
-    )
-    assert untemplated["kept"] == 1 and padded["dropped"]["too_long"] == 1
+    assert untemplated["kept"] == 1
+    with pytest.raises(ValueError, match=r"kept 0, skipped 1 \(too_long 1\)"):  # the template makes it too long
+        build("math", tmp_path / "rows.jsonl", tmp_path / "b", tokenizer=whitespace_tokens, max_length=40,
+              chat_template=lambda text: "system " * 30 + text, progress=False)
 
 
 def test_chat_template_applies_to_prompt_not_split(tmp_path):
@@ -132,3 +154,41 @@ def test_bad_domain_and_template_output(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", numina_rows(2))
     with pytest.raises(ValueError, match="chat_template must return a string"):
         build("math", tmp_path / "rows.jsonl", tmp_path / "out", chat_template=lambda t: [t], progress=False)
+
+
+def test_check_split_file_counts_rows_and_names_the_first_bad_line(tmp_path):
+    from nemo_beyond_nll.data import SplitFileError, check_split_file
+
+    good = json.dumps({"prompt": "p", "completion": "c", "answer": 1})
+    path = tmp_path / "train.jsonl"
+    path.write_text(good + "\n\n" + good + "\n")
+    assert check_split_file(path) == 2
+    cases = [
+        (None, "no such file"), ("", "empty file"), (good + "\n{\n", ":2: not valid JSON"),
+        ("3\n", ":1: a row must be a JSON object, got int"), (json.dumps({"completion": "c"}), ":1: no 'prompt' field"),
+        (json.dumps({"prompt": "p", "completion": ""}), ":1: 'completion' must be a non-empty string"),
+        (json.dumps({"prompt": None, "completion": "c"}), ":1: 'prompt' must be a non-empty string, got None"),
+    ]
+    for text, message in cases:
+        path.unlink(missing_ok=True)
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SplitFileError, match=message) as err:
+            check_split_file(path)
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+    with pytest.raises(SplitFileError, match="is a folder"):
+        check_split_file(tmp_path)
+    path.write_bytes(b'{"prompt": "\xff", "completion": "c"}\n')
+    with pytest.raises(SplitFileError, match=":1: not UTF-8"):
+        check_split_file(path)
+
+
+def test_check_split_file_runs_the_engines_tokenizer(tmp_path):
+    from nemo_beyond_nll.data import SplitFileError, check_split_file
+    from nemo_beyond_nll.data.char_tokenizer import CharTokenizer
+
+    path = tmp_path / "v.jsonl"
+    path.write_text(json.dumps({"prompt": "ok", "completion": "ok"}) + "\n" + json.dumps({"prompt": "ok", "completion": "naïve"}) + "\n")
+    assert check_split_file(path) == 2
+    with pytest.raises(SplitFileError, match=r":2: 'completion': character 'ï' is outside"):
+        check_split_file(path, CharTokenizer().encode)

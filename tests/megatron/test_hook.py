@@ -57,6 +57,23 @@ def test_install_on_wrappers_and_lists(model):
     assert installed_objective(model) is None
 
 
+def test_install_with_check_finite_names_the_bad_row(model):
+    labels = torch.randint(0, CFG.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0))
+    install(model, "neg_p", check_finite=True)
+    assert torch.isfinite(forward(model, labels)).all()
+    output_layer = model.output_layer
+    hook = output_layer.register_forward_hook(lambda m, i, out: (out[0].index_fill(0, torch.tensor([3]), float("nan")),
+                                                                 *out[1:]))
+    try:
+        with pytest.raises(ValueError, match=r"^non-finite logits in row 6 \(the first of 2 of 16 rows\)"):
+            forward(model, labels)  # logits [s, b, V]: sequence position 3 of both batch rows
+    finally:
+        hook.remove()
+        uninstall(model)
+    with pytest.raises(ValueError, match="not available with fusion='linear'"):
+        install(model, "nll", check_finite=True, fusion="linear")
+
+
 @pytest.mark.parametrize("tp", [2, 4])
 def test_gpt_model_tensor_parallel_equals_tp1(torchrun, tp):
     reports = torchrun("megatron/gpt_tp_worker.py", tp)

@@ -396,7 +396,8 @@ def run_sft(cfg) -> int:
         )
     if train_iters(cfg) is None:
         raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
-    step = ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval, cfg.model.loss_fusion)
+    step = ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval, cfg.model.loss_fusion,
+                                cfg.model.check_finite)
     use_prebuilt_dataset_helpers()
     finetune(build_config(cfg), step)
     return 0

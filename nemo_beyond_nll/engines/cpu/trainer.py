@@ -177,7 +177,7 @@ def start_session(cfg: DictConfig) -> Session:
         seed=cfg.trainer.seed, tensor_parallel=tp,
     )
     objective = objective_from_config(cfg)
-    install(model, objective, fusion=cfg.model.loss_fusion)
+    install(model, objective, fusion=cfg.model.loss_fusion, check_finite=cfg.model.check_finite)
     return Session(cfg, rank, parallel_state.get_tensor_model_parallel_group(), tokenizer, train_examples,
                    validation_examples, encode(train_examples, tokenizer, seq_length),
                    encode(validation_examples, tokenizer, seq_length), model, objective)
