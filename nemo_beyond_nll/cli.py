@@ -6,7 +6,7 @@
     nemo-beyond-nll probe --config RECIPE.yaml         (where the base model sits; which objective)
     nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml
     nemo-beyond-nll compare runs/a runs/b [--out DIR]
-    nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR]
+    nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR] [--protocol paper --family F]
 
 Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`,
 `+new.key=value`, `~key`. Errors in the config are one line and exit with code 2.
@@ -156,7 +156,41 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_data_paper(args) -> int:
+    """`data DOMAIN --protocol paper`: the rows as the paper's runs built them (domains.paper)."""
+    from .data import hf_chat_template
+    from .domains.paper import build_paper, family_of
+
+    tokenizer = None
+    if args.tokenizer:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise CLIError("--tokenizer needs the transformers package (pip install transformers)") from None
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    family = args.family or (family_of(args.tokenizer) if args.tokenizer else None)
+    if family is None:
+        raise CLIError("--protocol paper needs --family (qwen, llama or deepseek) or --tokenizer (the backbone's id)")
+    if args.max_length and tokenizer is None:
+        raise CLIError("--max-length needs --tokenizer (the backbone's Hugging Face id)")
+    out = args.out or f"data/paper/{args.domain}_{family}"
+    try:
+        report = build_paper(args.domain, args.source, out, family=family,
+                             chat_template=hf_chat_template(tokenizer) if tokenizer is not None else None,
+                             tokenizer=tokenizer if args.max_length else None, max_length=args.max_length,
+                             limit=args.limit)
+    except OSError as err:
+        raise CLIError(f"cannot read the {args.domain} source: {str(err).splitlines()[0]}") from None
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "dropped", "notes") if k in report}, indent=2))
+    print(f"wrote {out}/train.jsonl and report.json", file=sys.stderr)
+    return 0
+
+
 def cmd_data(args) -> int:
+    if getattr(args, "protocol", "ours") == "paper":
+        return cmd_data_paper(args)
     from .data import hf_chat_template
     from .domains import build
 
@@ -207,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="read at most this many rows")
     p.add_argument("--size", type=int, default=20000, help="figfont: puzzles to generate")
     p.add_argument("--seed", type=int, default=0, help="figfont: generator seed")
+    p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
+                   help="paper: the rows of the paper's runs (the authors' hub subsets, their prompts and "
+                        "targets; --max-length then cuts long rows at their end); see nemo_beyond_nll.domains.paper")
+    p.add_argument("--family", choices=["qwen", "llama", "deepseek"],
+                   help="--protocol paper: the backbone family whose prompt format to use (default: from --tokenizer)")
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("compare", help="one table of objectives against benchmarks over run directories")
     p.add_argument("run_dirs", nargs="+", help="run directories, each with a summary.json")
