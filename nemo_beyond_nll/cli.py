@@ -6,6 +6,7 @@
     nemo-beyond-nll probe --config RECIPE.yaml         (where the base model sits; which objective)
     nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml
     nemo-beyond-nll compare runs/a runs/b [--out DIR]
+    nemo-beyond-nll reproduce math|medical|figfont [--dry-run]   (the paper's tables, recipes/paper/)
     nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR] [--protocol paper --family F]
 
 Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`,
@@ -220,6 +221,27 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    """`reproduce TABLE`: every job of one of the paper's tables (reproduce.py), listed or run."""
+    from . import reproduce
+
+    jobs = reproduce.table_jobs(args.table, extra=args.overrides)
+    if args.dry_run:
+        for job in jobs:
+            state = "done" if job.done else "to run"
+            print(f"## {job.label}  [{state}]  {job.run_dir}\n# nemo-beyond-nll sft --config {job.recipe} "
+                  + " ".join(job.overrides))
+            print(resolved_yaml(job.cfg), end="", flush=True)
+        print(f"# {len(jobs)} jobs", file=sys.stderr)
+        return 0
+    out = args.out or f"runs/paper/{args.table}/comparison"
+    table = reproduce.run_table(args.table, run_sft, run_eval, out, extra=args.overrides,
+                                log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table)
+    print(f"wrote {out}/comparison.md, comparison.csv, comparison.png and published.md", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -247,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", choices=["qwen", "llama", "deepseek"],
                    help="--protocol paper: the backbone family whose prompt format to use (default: from --tokenizer)")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("reproduce", help="run (or list, --dry-run) every job of one of the paper's tables")
+    p.add_argument("table", choices=["math", "medical", "figfont"])
+    p.add_argument("--dry-run", action="store_true", help="list every job with its resolved config and exit")
+    p.add_argument("--out", help="where to write the comparison (default: runs/paper/<table>/comparison)")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every job")
+    p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("compare", help="one table of objectives against benchmarks over run directories")
     p.add_argument("run_dirs", nargs="+", help="run directories, each with a summary.json")
     p.add_argument("--out", default="runs/comparison", help="where to write the table and chart")
