@@ -18,7 +18,7 @@ def test_both_engines_count_steps_alike(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text('{"prompt": "q", "completion": "a"}\n' * 1300)
     trainer = SimpleNamespace(max_steps=None, epochs=1.5, global_batch_size=256)
-    cfg = SimpleNamespace(trainer=trainer, data=SimpleNamespace(train=str(train)))
+    cfg = SimpleNamespace(trainer=trainer, data=SimpleNamespace(train=str(train), drop_last=False))
     assert train_iters(cfg) == total_steps(cfg, 1300) == optimizer_steps(1300, 1.5, 256) == 8
 
 

@@ -49,7 +49,7 @@ def train_iters(cfg) -> Optional[int]:
     if rows is None:
         return None
     return optimizer_steps(rows, cfg.trainer.epochs, cfg.trainer.global_batch_size,
-                           getattr(cfg.data, "drop_last", False))
+                           cfg.data.drop_last)
 
 
 def run_paths(cfg) -> dict:

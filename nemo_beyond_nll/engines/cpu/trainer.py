@@ -91,7 +91,7 @@ def total_steps(cfg: DictConfig, num_train: int) -> int:
     if cfg.trainer.max_steps is not None:
         return cfg.trainer.max_steps
     return optimizer_steps(num_train, cfg.trainer.epochs, cfg.trainer.global_batch_size,
-                           getattr(cfg.data, "drop_last", False))
+                           cfg.data.drop_last)
 
 
 def batch_indices(step: int, batch_size: int, num_train: int, seed: int) -> torch.Tensor:
