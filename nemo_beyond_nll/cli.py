@@ -6,7 +6,8 @@
     nemo-beyond-nll probe --config RECIPE.yaml         (where the base model sits; which objective)
     nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml
     nemo-beyond-nll compare runs/a runs/b [--out DIR]
-    nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR]
+    nemo-beyond-nll reproduce math|medical|figfont [--dry-run]   (the paper's tables, recipes/paper/)
+    nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR] [--protocol paper --family F]
 
 Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`, `~key`.
 The recipe schema fixes every key; new keys only inside `model.loss_args` and `eval.benchmark_files`.
@@ -163,7 +164,41 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_data_paper(args) -> int:
+    """`data DOMAIN --protocol paper`: the rows as the paper's runs built them (domains.paper)."""
+    from .data import hf_chat_template
+    from .domains.paper import build_paper, family_of
+
+    tokenizer = None
+    if args.tokenizer:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise CLIError("--tokenizer needs the transformers package (pip install transformers)") from None
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    family = args.family or (family_of(args.tokenizer) if args.tokenizer else None)
+    if family is None:
+        raise CLIError("--protocol paper needs --family (qwen, llama or deepseek) or --tokenizer (the backbone's id)")
+    if args.max_length and tokenizer is None:
+        raise CLIError("--max-length needs --tokenizer (the backbone's Hugging Face id)")
+    out = args.out or f"data/paper/{args.domain}_{family}"
+    try:
+        report = build_paper(args.domain, args.source, out, family=family,
+                             chat_template=hf_chat_template(tokenizer) if tokenizer is not None else None,
+                             tokenizer=tokenizer if args.max_length else None, max_length=args.max_length,
+                             limit=args.limit)
+    except OSError as err:
+        raise CLIError(f"cannot read the {args.domain} source: {str(err).splitlines()[0]}") from None
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "dropped", "notes") if k in report}, indent=2))
+    print(f"wrote {out}/train.jsonl and report.json", file=sys.stderr)
+    return 0
+
+
 def cmd_data(args) -> int:
+    if getattr(args, "protocol", "ours") == "paper":
+        return cmd_data_paper(args)
     from .data import hf_chat_template
     from .domains import build
 
@@ -193,6 +228,27 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    """`reproduce TABLE`: every job of one of the paper's tables (reproduce.py), listed or run."""
+    from . import reproduce
+
+    jobs = reproduce.table_jobs(args.table, extra=args.overrides)
+    if args.dry_run:
+        for job in jobs:
+            state = "done" if job.done else "to run"
+            print(f"## {job.label}  [{state}]  {job.run_dir}\n# nemo-beyond-nll sft --config {job.recipe} "
+                  + " ".join(job.overrides))
+            print(resolved_yaml(job.cfg), end="", flush=True)
+        print(f"# {len(jobs)} jobs", file=sys.stderr)
+        return 0
+    out = args.out or f"runs/paper/{args.table}/comparison"
+    table = reproduce.run_table(args.table, run_sft, run_eval, out, extra=args.overrides,
+                                log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table)
+    print(f"wrote {out}/comparison.md, comparison.csv, comparison.png and published.md", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nemo-beyond-nll", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,7 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="read at most this many rows")
     p.add_argument("--size", type=int, default=20000, help="figfont: puzzles to generate")
     p.add_argument("--seed", type=int, default=0, help="figfont: generator seed")
+    p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
+                   help="paper: the rows of the paper's runs (the authors' hub subsets, their prompts and "
+                        "targets; --max-length then cuts long rows at their end); see nemo_beyond_nll.domains.paper")
+    p.add_argument("--family", choices=["qwen", "llama", "deepseek"],
+                   help="--protocol paper: the backbone family whose prompt format to use (default: from --tokenizer)")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("reproduce", help="run (or list, --dry-run) every job of one of the paper's tables")
+    p.add_argument("table", choices=["math", "medical", "figfont"])
+    p.add_argument("--dry-run", action="store_true", help="list every job with its resolved config and exit")
+    p.add_argument("--out", help="where to write the comparison (default: runs/paper/<table>/comparison)")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every job")
+    p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("compare", help="one table of objectives against benchmarks over run directories")
     p.add_argument("run_dirs", nargs="+", help="run directories, each with a summary.json")
     p.add_argument("--out", default="runs/comparison", help="where to write the table and chart")

@@ -22,6 +22,12 @@ from .data.synthetic import task_names
 from .domains import DOMAINS
 
 ENGINES = ("bridge", "cpu")
+# How a step's summed loss becomes the loss it differentiates (model.loss_reduction):
+#   global      - the sum over the global batch / its kept-token count (every kept token weighs the same)
+#   micro_batch - each micro-batch's sum / its own kept count, averaged over micro-batches and
+#                 data-parallel ranks (the reduction of the paper's trainer)
+LOSS_REDUCTIONS = ("global", "micro_batch")
+TRUNCATIONS = ("right",)
 DATA_DOMAINS = (*DOMAINS, "synthetic")  # synthetic: the CPU recipes' generated letter tasks
 
 
@@ -49,6 +55,7 @@ class ModelSection:
     context_parallel: int = 1
     sequence_parallel: bool = False
     seq_length: int = 3072
+    loss_reduction: str = "global"  # global | micro_batch (see LOSS_REDUCTIONS)
     tiny: TinyModel = field(default_factory=TinyModel)
 
 
@@ -62,6 +69,11 @@ class DataSection:
     num_train: int = 4096
     num_validation: int = 256
     seed: int = 0
+    drop_last: bool = False  # true: floor(rows / batch) optimizer steps, the partial last batch unused
+    # null: a row longer than seq_length is an error (the builders' --max-length drops such rows);
+    # right: it is cut at its end (the CPU engine when packing; for the GPU engine build the data
+    # with `data --truncate right`, since Bridge's own truncation would cut the prompt first)
+    truncate: Optional[str] = None
 
 
 @dataclass
@@ -286,6 +298,19 @@ def validate(cfg: DictConfig) -> None:
         if cfg.data.train is not None and not cfg.data.validation:
             raise ConfigError("data.validation is required with data.train on the cpu engine (the held-out prompts)")
     _validate_sampling(cfg)
+    _validate_reduction(cfg)
+
+
+def _validate_reduction(cfg: DictConfig) -> None:
+    """model.loss_reduction and data.truncate name known choices; micro_batch is exact without context parallelism."""
+    if cfg.model.loss_reduction not in LOSS_REDUCTIONS:
+        raise ConfigError(f"model.loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, "
+                          f"got {cfg.model.loss_reduction!r}")
+    if cfg.data.truncate is not None and cfg.data.truncate not in TRUNCATIONS:
+        raise ConfigError(f"data.truncate must be null or one of {', '.join(TRUNCATIONS)}, got {cfg.data.truncate!r}")
+    if cfg.model.loss_reduction == "micro_batch" and cfg.model.context_parallel != 1:
+        raise ConfigError("model.loss_reduction=micro_batch needs model.context_parallel=1: each context-parallel "
+                          "rank would divide by its own share of the kept tokens")
 
 
 def _validate_sampling(cfg: DictConfig) -> None:

@@ -35,7 +35,9 @@ class CharTokenizer:
                 out.append(self._CHARS[i - self._OFFSET])
         return "".join(out)
 
-    def encode_example(self, prompt: str, completion: str, seq_length: int) -> Dict[str, torch.Tensor]:
-        """tokens/labels/loss_mask of length seq_length; the loss is on the completion and eos."""
+    def encode_example(self, prompt: str, completion: str, seq_length: int,
+                       truncate: bool = False) -> Dict[str, torch.Tensor]:
+        """tokens/labels/loss_mask of length seq_length; the loss is on the completion and eos.
+        `truncate`: cut an example that does not fit at its end instead of raising."""
         return pack_example([self.bos_id] + self.encode(prompt), self.encode(completion) + [self.eos_id],
-                            seq_length, self.pad_id)
+                            seq_length, self.pad_id, truncate=truncate)

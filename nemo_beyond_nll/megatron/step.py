@@ -2,8 +2,11 @@
 
 It follows Megatron-Bridge's loss-function contract, `(loss_sum, num_tokens, {name: [sum, count]})`:
 the schedule adds the sums and token counts of all micro-batches and data-parallel ranks, then
-divides (`calculate_per_token_loss`), so the loss is the paper's mean over kept tokens of the whole
-global batch, and each metric is logged as sum / count. The CPU trainer uses the same reduction
+divides (`calculate_per_token_loss`), so the loss is the mean over kept tokens of the whole global
+batch (`model.loss_reduction: global`), and each metric is logged as sum / count. With
+`model.loss_reduction: micro_batch` the Bridge engine turns calculate_per_token_loss off: Megatron's
+schedule then divides each micro-batch's sum by its own count and by the number of micro-batches,
+and DDP averages over data-parallel ranks, the reduction of the paper's own trainer. The CPU trainer uses the same reduction
 (`objective_loss_terms`); the Bridge step goes through Bridge's own loss function, so its NaN, Inf
 and spiky-loss checks (the rerun state machine) apply to our objectives as to its cross entropy.
 """

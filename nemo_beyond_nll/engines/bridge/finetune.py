@@ -48,7 +48,8 @@ def train_iters(cfg) -> Optional[int]:
     rows = count_rows(cfg.data.train)
     if rows is None:
         return None
-    return optimizer_steps(rows, cfg.trainer.epochs, cfg.trainer.global_batch_size)
+    return optimizer_steps(rows, cfg.trainer.epochs, cfg.trainer.global_batch_size,
+                           cfg.data.drop_last)
 
 
 def run_paths(cfg) -> dict:
@@ -85,9 +86,12 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
         f"model.sequence_parallel={str(m.sequence_parallel).lower()}",
         f"model.seq_length={m.seq_length}",
         f"dataset.seq_length={m.seq_length}",
-        # The objective's loss function returns kept-token counts; Bridge must divide by them, and
-        # the data-parallel gradient reduction must then sum (Megatron's DDP asserts it does).
-        "model.calculate_per_token_loss=true",
+        # The objective's loss function returns (loss sum, kept-token count). model.loss_reduction:
+        # global - Megatron adds sums and counts over micro-batches and data-parallel ranks and
+        #   divides once (calculate_per_token_loss; its DDP then sums gradients, and asserts so);
+        # micro_batch - Megatron's schedule divides each micro-batch's sum by its own count and by
+        #   the number of micro-batches, and DDP scales gradients by 1 / data-parallel size.
+        f"model.calculate_per_token_loss={str(m.loss_reduction != 'micro_batch').lower()}",
         "ddp.average_in_collective=false",
         "model.cross_entropy_loss_fusion=false",
         f"train.global_batch_size={t.global_batch_size}",

@@ -48,8 +48,8 @@ def load_examples(cfg: DictConfig):
     return train, validation
 
 
-def encode(examples: List[dict], tokenizer: CharTokenizer, seq_length: int) -> Dict[str, torch.Tensor]:
-    rows = [tokenizer.encode_example(ex["prompt"], ex["completion"], seq_length) for ex in examples]
+def encode(examples: List[dict], tokenizer: CharTokenizer, seq_length: int, truncate: bool = False) -> Dict[str, torch.Tensor]:
+    rows = [tokenizer.encode_example(ex["prompt"], ex["completion"], seq_length, truncate=truncate) for ex in examples]
     return {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
 
 
@@ -90,7 +90,8 @@ def grad_norm_and_clip(model, max_norm: float, tp_group) -> float:
 def total_steps(cfg: DictConfig, num_train: int) -> int:
     if cfg.trainer.max_steps is not None:
         return cfg.trainer.max_steps
-    return optimizer_steps(num_train, cfg.trainer.epochs, cfg.trainer.global_batch_size)
+    return optimizer_steps(num_train, cfg.trainer.epochs, cfg.trainer.global_batch_size,
+                           cfg.data.drop_last)
 
 
 def batch_indices(step: int, batch_size: int, num_train: int, seed: int) -> torch.Tensor:
@@ -141,6 +142,13 @@ def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictCon
     return summary
 
 
+def micro_batch_loss(loss_sum: torch.Tensor, num_kept: torch.Tensor, num_micro_batches: int) -> torch.Tensor:
+    """One micro-batch's share of the `micro_batch` reduction: its summed loss over its own kept
+    tokens (a micro-batch keeping none contributes 0), divided by the number of micro-batches.
+    The same division Megatron's schedule makes when calculate_per_token_loss is off."""
+    return loss_sum / torch.clamp(num_kept, min=1) / num_micro_batches
+
+
 @dataclass
 class Session:
     """What training and evaluation share: the process group, data and the model with its objective."""
@@ -178,9 +186,10 @@ def start_session(cfg: DictConfig) -> Session:
     )
     objective = objective_from_config(cfg)
     install(model, objective, fusion=cfg.model.loss_fusion, check_finite=cfg.model.check_finite)
+    truncate = cfg.data.truncate == "right"
     return Session(cfg, rank, parallel_state.get_tensor_model_parallel_group(), tokenizer, train_examples,
-                   validation_examples, encode(train_examples, tokenizer, seq_length),
-                   encode(validation_examples, tokenizer, seq_length), model, objective)
+                   validation_examples, encode(train_examples, tokenizer, seq_length, truncate),
+                   encode(validation_examples, tokenizer, seq_length, truncate), model, objective)
 
 
 def load_base_weights(session: Session) -> None:
@@ -297,23 +306,32 @@ class SFTRecipe:
         indices = batch_indices(step, cfg.trainer.global_batch_size, len(self.session.train_examples), cfg.trainer.seed)
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4)  # loss sum, kept tokens, p sum, masked-in tokens
-        for chunk in indices.split(cfg.trainer.micro_batch_size):
+        chunks = indices.split(cfg.trainer.micro_batch_size)
+        reduced = 0.0  # the loss differentiated: see micro_batch_loss
+        for chunk in chunks:
             tokens, labels, loss_mask = (train_data[k][chunk] for k in ("tokens", "labels", "loss_mask"))
             per_token = model(tokens, self.position_ids[: len(chunk)], self.attention_mask, labels=labels)
             out = last_output(model)
-            loss_sum, _, metrics = objective_loss_terms(per_token, out.prob, out.kept, loss_mask)
-            loss_sum.backward()
+            loss_sum, num_kept, metrics = objective_loss_terms(per_token, out.prob, out.kept, loss_mask)
+            if cfg.model.loss_reduction == "micro_batch":
+                loss = micro_batch_loss(loss_sum, num_kept, len(chunks))
+                loss.backward()
+                reduced += float(loss)
+            else:
+                loss_sum.backward()
             totals[:2] += metrics["lm loss"]
             totals[2:4] += metrics["target prob"]
         kept = float(totals[1])
-        for p in model.parameters():  # per-token loss: divide by the kept tokens of the global batch
-            if p.grad is not None:
-                p.grad.div_(max(kept, 1.0))
+        if cfg.model.loss_reduction != "micro_batch":
+            reduced = float(totals[0]) / max(kept, 1.0)
+            for p in model.parameters():  # per-token loss: divide by the kept tokens of the global batch
+                if p.grad is not None:
+                    p.grad.div_(max(kept, 1.0))
         norm = grad_norm_and_clip(model, cfg.optim.grad_clip, self.session.tp_group)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
-        record = {"event": "train", "step": step + 1, "loss": float(totals[0]) / max(kept, 1.0),
+        record = {"event": "train", "step": step + 1, "loss": reduced,
                   "target_prob": float(totals[2] / totals[3]), "kept_fraction": kept / float(totals[3]),
                   "lr": lr, "grad_norm": norm, "seconds": time.perf_counter() - began}
         if self.rank == 0:
