@@ -18,6 +18,7 @@ MAY_IMPORT = {
     "probe": {"utils"},
     "recipe": {"config", "domains"},
     "nemo": {"core", "config"},
+    "automodel": {"core"},
     "megatron": {"core", "config", "data", "probe", "utils"},
     "eval": {"config", "data", "domains", "megatron", "utils"},
     "train": {"core", "config", "data", "megatron", "probe", "utils"},
