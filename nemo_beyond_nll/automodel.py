@@ -1,5 +1,10 @@
 """The objectives as a NeMo AutoModel loss: ``loss_fn: {_target_: nemo_beyond_nll.automodel.ProbabilityObjectiveLoss}``.
 
+The objective is chosen with ``objective`` and ``objective_args`` (the project's ``model.loss`` and
+``model.loss_args`` elsewhere): AutoModel builds a YAML ``loss_fn`` node through
+``build_loss_config(loss, **kwargs)``, whose first parameter is named ``loss``, so a keyword of that
+name cannot reach the loss's constructor.
+
 NeMo AutoModel's fine-tuning recipes build ``loss_fn`` from YAML and call it as
 ``loss_fn(logits, labels, mask=None, num_label_tokens=None, loss_weights=None)`` once per
 micro-batch, with ``num_label_tokens`` the step's supervised-token count summed over every
@@ -96,8 +101,8 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
     """A probability objective with AutoModel's ``MaskedCrossEntropy`` call and reduction.
 
     Args:
-        loss: objective name (canonical or the paper's reference name), default ``nll``.
-        loss_args: that objective's arguments, e.g. ``{"threshold": 0.1}``.
+        objective: objective name (canonical or the paper's reference name), default ``nll``.
+        objective_args: that objective's arguments, e.g. ``{"threshold": 0.1}``.
         ignore_index: label with no loss (AutoModel's dataset padding -100 is mapped to it).
         reduction: ``"sum"`` (AutoModel's; divided by ``num_label_tokens`` when given, with the
             kept-token rule of the module docstring for threshold objectives), ``"mean"`` (mean over
@@ -116,8 +121,8 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
 
     def __init__(
         self,
-        loss: str = "nll",
-        loss_args: Optional[dict] = None,
+        objective: str = "nll",
+        objective_args: Optional[dict] = None,
         ignore_index: int = -100,
         reduction: str = "sum",
         fp32_upcast: bool = True,
@@ -131,7 +136,7 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
         if isinstance(kept_count_group, str) and kept_count_group not in KEPT_COUNT_GROUPS:
             raise ValueError(f"kept_count_group must be one of {KEPT_COUNT_GROUPS} or a process group, "
                              f"got {kept_count_group!r}")
-        self.objective = get_objective(loss, **dict(loss_args or {}))
+        self.objective = get_objective(objective, **dict(objective_args or {}))
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.fp32_upcast = fp32_upcast
@@ -264,15 +269,16 @@ class LinearObjectiveLoss(ProbabilityObjectiveLoss):
 
     def __init__(
         self,
-        loss: str = "nll",
-        loss_args: Optional[dict] = None,
+        objective: str = "nll",
+        objective_args: Optional[dict] = None,
         ignore_index: int = -100,
         reduction: str = "sum",
         kept_count_group: Union[str, object] = "world",
         backend: Optional[str] = None,
         chunk_vocab: Optional[int] = None,
     ):
-        super().__init__(loss, loss_args, ignore_index, reduction, kept_count_group=kept_count_group, backend=backend)
+        super().__init__(objective, objective_args, ignore_index, reduction, kept_count_group=kept_count_group,
+                         backend=backend)
         self.chunk_vocab = chunk_vocab
 
     def forward(

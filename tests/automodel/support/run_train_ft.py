@@ -5,7 +5,7 @@
 Applies :mod:`cpu_redirects`, then builds ``TrainFinetuneRecipeForNextTokenPrediction`` from the
 config through AutoModel's own argument parser and loader, runs ``setup()`` and
 ``run_train_validation_loop()``. Each optimizer step's metrics (what the recipe logs) are appended
-to STEPS.jsonl, with the loss's ``last_metrics`` (kept fraction, mean p) when it has them.
+to STEPS.jsonl, with the class of the loss the recipe trained with and its ``last_metrics`` (kept fraction, mean p) when it has them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(config_path: str, records_path: str) -> None:
 
     def recorded_step(*args, **kwargs):
         sample = step(*args, **kwargs)
-        record = {"step": sample.step, **{k: as_number(v) for k, v in sample.metrics.items()
+        record = {"step": sample.step, "loss_fn_class": type(recipe.loss_fn).__name__, **{k: as_number(v) for k, v in sample.metrics.items()
                                           if isinstance(as_number(v), (int, float))}}
         last = getattr(recipe.loss_fn, "last_metrics", None)
         if last:
