@@ -11,7 +11,7 @@ micro-batch, with ``num_label_tokens`` the step's supervised-token count summed 
 micro-batch and every data-parallel rank; each micro-batch's loss is its summed token loss divided
 by that count, and the recipe sums the micro-batches (AutoModel's ``MaskedCrossEntropy`` contract).
 :class:`ProbabilityObjectiveLoss` keeps that contract for every objective of :mod:`.core.objectives`;
-with ``loss="nll"`` it gives ``MaskedCrossEntropy``'s values and gradients.
+with ``objective="nll"`` it gives ``MaskedCrossEntropy``'s values and gradients.
 
 Threshold objectives (``neg_p_threshold``, ``nll_threshold``, the reference ``OnlyTopP-q``, ...)
 reduce over *kept* tokens in the paper, and which tokens are kept is only known once a micro-batch's
@@ -332,4 +332,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LinearObjectiveLoss", "LinearProbabilityObjectiveLoss", "ProbabilityObjectiveLoss", "vocab_shard_group"]
+# LinearProbabilityObjectiveLoss is left out so that `import *` does not import nemo_automodel.
+__all__ = ["LinearObjectiveLoss", "ProbabilityObjectiveLoss", "vocab_shard_group"]
