@@ -18,6 +18,7 @@ MAY_IMPORT = {
     "probe": {"utils"},
     "recipe": {"config", "data", "domains"},
     "nemo": {"core", "config"},
+    "automodel": {"core"},
     "megatron": {"core", "data", "probe"},
     "engines": {"core", "config", "data", "megatron", "probe", "utils"},
     "eval": {"config", "data", "domains", "engines", "utils"},

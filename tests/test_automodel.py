@@ -1,0 +1,38 @@
+"""nemo_beyond_nll.automodel without nemo_automodel installed (the real AutoModel tier is tests/automodel):
+it imports, and its logits loss runs AutoModel's reduction over the core's per-token loss."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nemo_beyond_nll.automodel import ProbabilityObjectiveLoss
+from nemo_beyond_nll.core import module
+
+
+def test_import_does_not_import_nemo_automodel():
+    code = ("import sys; sys.modules['nemo_automodel'] = None\n"
+            "import nemo_beyond_nll.automodel as am\n"
+            "am.ProbabilityObjectiveLoss('OnlyTopP-0.1')\n"
+            "try:\n    am.LinearProbabilityObjectiveLoss\nexcept ImportError:\n    print('fused needs nemo_automodel')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "fused needs nemo_automodel"
+
+
+@pytest.mark.parametrize("name,args", [("nll", {}), ("neg_p", {}), ("neg_p_threshold", {"threshold": 0.05})])
+def test_one_micro_batch_with_the_global_count_is_the_papers_kept_mean(name, args):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 19) * 2
+    labels = torch.randint(0, 19, (2, 6))
+    labels[0, :2] = -100
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss_fn = ProbabilityObjectiveLoss(name, args)
+    loss = loss_fn(x, labels, num_label_tokens=int((labels != -100).sum()))
+    expected = module.ProbabilityObjectiveLoss(name, args)(y, labels)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(x.grad, y.grad)
+    assert 0 < float(loss_fn.last_metrics["kept_fraction"]) <= 1
+
