@@ -10,6 +10,11 @@ into `out_dir`:
   reason with the source positions (0-based) of the first few dropped rows of each reason, notes
   per kind, and the options used.
 
+A build in progress is marked by `.incomplete` in `out_dir`, removed only after every file is in
+place (split files are written to `.partial` files and renamed; `report.json` comes last), so a
+build killed halfway leaves a folder that :func:`check_complete` refuses rather than half-written
+splits that read as whole.
+
 The split is decided by a seeded hash of the row's untemplated prompt and completion, so a row
 lands in the same split whatever the order of the source, the other rows, or the chat template.
 """
@@ -29,6 +34,7 @@ from tqdm import tqdm
 SPLITS = ("train", "validation")
 FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "all": "all.jsonl"}
 REPORT_FILE = "report.json"
+INCOMPLETE_MARKER = ".incomplete"  # present while a build writes the folder, and after a build that died
 # Why rows are dropped by every builder; domains add their own (e.g. "no_boxed_answer").
 COMMON_REASONS = ("malformed", "duplicate", "too_long")
 EXAMPLES_PER_REASON = 5  # row indices kept in the report for each reason, to look at
@@ -108,6 +114,19 @@ def _check_options(validation_fraction, tokenizer, max_length, chat_template):
         raise ValueError("chat_template must be callable (user text -> prompt text)")
 
 
+class IncompleteData(ValueError):
+    """A data folder whose build did not finish."""
+
+
+def check_complete(path: Union[str, Path]) -> None:
+    """Raise IncompleteData if `path` (a split file or its folder) comes from a build that did not finish."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if (folder / INCOMPLETE_MARKER).exists():
+        raise IncompleteData(f"{folder} holds an unfinished `nemo-beyond-nll data` build (killed, or still "
+                             f"running): build it again before training on it")
+
+
 def write_sft_splits(
     rows: Iterable[Any],
     to_example: Callable[[Any], Example],
@@ -150,6 +169,8 @@ def write_sft_splits(
 
     final = {name: out_dir / filename for name, filename in FILES.items()}
     partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
+    (out_dir / INCOMPLETE_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    (out_dir / REPORT_FILE).unlink(missing_ok=True)
     files = {name: path.open("w", encoding="utf-8") for name, path in partial.items()}
     try:
         for index, row in enumerate(tqdm(rows, total=total, desc=f"{domain} rows", unit="row", disable=not progress)):
@@ -201,5 +222,8 @@ def write_sft_splits(
             "dedup": dedup,
         },
     }
-    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report_tmp = out_dir / (REPORT_FILE + ".partial")
+    report_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(report_tmp, out_dir / REPORT_FILE)
+    (out_dir / INCOMPLETE_MARKER).unlink()  # the build is complete only now
     return report
