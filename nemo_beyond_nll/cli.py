@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .recipe import load_recipe, resolved_yaml
+from .utils.run_lock import RunLocked
 
 EXIT_USAGE = 2
 
@@ -41,10 +42,20 @@ FIXED_FOR_TRAINING = FIXED_FOR_WEIGHTS + ("model.loss", "model.loss_args", "mode
 TRAINING_MODES = ("train", "continuum")
 
 
+def _launch_rank() -> int:
+    """This process's global rank when torchrun started the CLI itself (the Bridge engine), else 0."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def hold_run_lock(run_dir: Path) -> int:
-    """Lock the run folder for this process's lifetime (a one-line error, exit 2, if another run holds it)."""
+    """Lock the run folder for this process's lifetime (a one-line error, exit 2, if another run holds it).
+
+    Under torchrun only global rank 0 locks (and writes the config); returns -1 on the other ranks.
+    """
     from .utils.run_lock import RunLocked, acquire
 
+    if _launch_rank() != 0:
+        return -1
     try:
         return acquire(run_dir)
     except RunLocked as err:
@@ -84,7 +95,8 @@ def _write_run_config(cfg, mode=None) -> Path:
     from .utils.files import atomic_write_text, remove_stale_temporaries
 
     run_dir = Path(cfg.checkpoint.dir)
-    hold_run_lock(run_dir)
+    if hold_run_lock(run_dir) < 0:
+        return run_dir  # another rank of this run writes it
     remove_stale_temporaries(run_dir)
     text = OmegaConf.to_yaml(cfg, resolve=True)
     path = run_dir / "config.yaml"
@@ -359,7 +371,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CLIError) as err:
+    except (ConfigError, CLIError, RunLocked) as err:
         print(f"nemo-beyond-nll: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
