@@ -18,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def hold_run_lock(run_dir: Path) -> int:
     if _launch_rank() != 0:
         return -1
     try:
-        return acquire(run_dir)
+        return acquire(run_dir, shlex.join(["nemo-beyond-nll", *sys.argv[1:]]))
     except RunLocked as err:
         raise CLIError(str(err)) from None
 
@@ -174,7 +175,7 @@ def _launch_cpu_workers(cfg, mode: str) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore"),
            "TORCHELASTIC_ERROR_FILE": str(run_dir / "worker_error.json")}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=(lock_fd,),
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=(lock_fd,) if lock_fd >= 0 else (),
                             preexec_fn=functools.partial(arm_parent_death_signal, signal.SIGTERM, os.getpid()))
     received = []
 

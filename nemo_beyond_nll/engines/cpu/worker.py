@@ -11,15 +11,17 @@ import sys
 import warnings
 from pathlib import Path
 
-from torch.distributed.elastic.multiprocessing.errors import record
+if __name__ == "__main__":  # armed first: torchrun may die while torch is still being imported
+    from ...utils.processes import arm_parent_death_signal
+
+    arm_parent_death_signal(signal.SIGKILL)
+
+from torch.distributed.elastic.multiprocessing.errors import record  # noqa: E402
 
 
 @record  # a worker's traceback reaches torchrun's failure report
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from ...utils.processes import arm_parent_death_signal
-
-    arm_parent_death_signal(signal.SIGKILL)
     warnings.filterwarnings("ignore", module="megatron")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from omegaconf import OmegaConf
