@@ -208,7 +208,10 @@ def run_gpu_eval(cfg) -> int:
     from ..engines.bridge.finetune import run_paths
     from .benchmark_sets import load_benchmarks
 
+    from ..utils.run_lock import acquire_on_rank_zero
+
     _check_eval_config(cfg)
+    acquire_on_rank_zero(run_paths(cfg)["run"])  # one writer of eval/*.jsonl.partial and summary.json
     try:  # before the export and the model load, so that a missing piece costs no GPU time
         latest_checkpoint(run_paths(cfg)["checkpoints"])
     except FileNotFoundError as err:

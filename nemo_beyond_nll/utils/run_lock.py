@@ -87,6 +87,13 @@ def acquire(run_dir, command: Optional[str] = None) -> int:
     return fd
 
 
+def acquire_on_rank_zero(run_dir, command: Optional[str] = None) -> int:
+    """:func:`acquire` on global rank 0 of a torchrun group (or outside torchrun); -1 on the other ranks."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return -1
+    return acquire(run_dir, command)
+
+
 def release(run_dir) -> None:
     """Drop this process's lock on `run_dir` (exiting does the same)."""
     fd = _held.pop(str(Path(run_dir).resolve()), None)

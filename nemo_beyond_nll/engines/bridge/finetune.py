@@ -388,13 +388,10 @@ def run_sft(cfg) -> int:
     Global rank 0 locks the run folder first (utils/run_lock: a second run there fails at once) and
     removes the temporary files that killed runs left in it.
     """
-    import os
-
     from ...utils.files import remove_stale_temporaries
-    from ...utils.run_lock import acquire
+    from ...utils.run_lock import acquire_on_rank_zero
 
-    if int(os.environ.get("RANK", "0")) == 0:
-        acquire(run_paths(cfg)["run"])
+    if acquire_on_rank_zero(run_paths(cfg)["run"]) >= 0:
         remove_stale_temporaries(run_paths(cfg)["run"])
     from megatron.bridge.training.finetune import finetune
 
