@@ -160,6 +160,19 @@ def test_rerun_behind_the_checkpoint_or_with_another_objective_is_refused(stoppe
     assert (run_dir / "config.yaml").read_text() == config  # refused before anything was written
 
 
+def test_ctrl_c_stops_the_run_with_exit_code_130(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    proc = start(run_dir, LONG)
+    wait_for(lambda: trained_steps(run_dir), "a training step")
+    os.kill(proc.pid, signal.SIGINT)
+    rc, log = finish(proc)
+    assert rc == 130, log[-3000:]
+    assert "nemo-beyond-nll: SIGINT: stopping after the current step" in log
+    assert log.rstrip().splitlines()[-1].startswith(f"nemo-beyond-nll: stopped by SIGINT; checkpoint at step "
+                                                    f"{latest(run_dir)} in {run_dir}")
+    assert not processes_of(run_dir)
+
+
 HOLDER = ("import sys, time; from nemo_beyond_nll.utils.run_lock import acquire; acquire(sys.argv[1], 'the holder'); "
           "print('locked', flush=True); time.sleep(600)")
 
