@@ -18,14 +18,19 @@ error with exit code 2, before any process starts.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .config import ConfigError
 from .recipe import input_problems, load_recipe, resolved_yaml
+from .utils.run_lock import RunLocked
 
 EXIT_USAGE = 2
 
@@ -34,26 +39,174 @@ class CLIError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
 
 
-def _write_run_config(cfg) -> Path:
+# Keys a run's checkpoint depends on: a rerun in the same folder must not change them once it has one.
+FIXED_FOR_WEIGHTS = ("engine", "model.tensor_parallel", "model.seq_length", "model.tiny", "model.hf_path")
+FIXED_FOR_TRAINING = FIXED_FOR_WEIGHTS + ("model.loss", "model.loss_args", "model.pretrained_checkpoint", "data",
+                                          "trainer.seed", "trainer.global_batch_size")
+TRAINING_MODES = ("train", "continuum")
+
+
+def _launch_rank() -> int:
+    """This process's global rank when torchrun started the CLI itself (the Bridge engine), else 0."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def hold_run_lock(run_dir: Path) -> int:
+    """Lock the run folder for this process's lifetime (a one-line error, exit 2, if another run holds it).
+
+    Under torchrun only global rank 0 locks (and writes the config); returns -1 on the other ranks.
+    """
+    from .utils.run_lock import RunLocked, acquire
+
+    if _launch_rank() != 0:
+        return -1
+    try:
+        return acquire(run_dir, shlex.join(["nemo-beyond-nll", *sys.argv[1:]]))
+    except RunLocked as err:
+        raise CLIError(str(err)) from None
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    """{dotted key: leaf} of a nested dict (an empty dict is a leaf)."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_changes(old: dict, new: dict) -> dict:
+    """{dotted key: (old, new)} for every leaf that differs between two config trees."""
+    a, b = _flat(old), _flat(new)
+    return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    root = run_dir / "checkpoints"
+    return root.is_dir() and any(root.iterdir())
+
+
+def _write_run_config(cfg, mode=None) -> Path:
+    """Lock the run folder, sweep what killed runs left, and write `config.yaml` (the config of this run).
+
+    A rerun in a folder that already holds a config keeps it: the earlier one moves to
+    `config.<n>.yaml`, `config_history.jsonl` records every changed key, and each change is printed
+    on one line. Changes to keys the checkpoint depends on are refused (exit 2) before anything is written.
+    """
     from omegaconf import OmegaConf
 
-    from .utils.files import atomic_write_text
+    from .utils.files import atomic_write_text, remove_stale_temporaries
 
     run_dir = Path(cfg.checkpoint.dir)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if hold_run_lock(run_dir) < 0:
+        return run_dir  # another rank of this run writes it
+    remove_stale_temporaries(run_dir)
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    path = run_dir / "config.yaml"
+    old_text = path.read_text(encoding="utf-8") if path.exists() else None
+    if old_text is not None and old_text != text:
+        old = OmegaConf.to_container(OmegaConf.create(old_text))
+        changes = config_changes(old, OmegaConf.to_container(cfg, resolve=True))
+        if _has_checkpoint(run_dir):
+            fixed = FIXED_FOR_TRAINING if mode in TRAINING_MODES else FIXED_FOR_WEIGHTS
+            refused = [k for k in changes if any(k == f or k.startswith(f + ".") for f in fixed)]
+            if refused:
+                raise CLIError(f"{run_dir} holds a checkpoint trained with other values of "
+                               + ", ".join(f"{k} ({changes[k][0]!r} -> {changes[k][1]!r})" for k in refused)
+                               + ": give this run another checkpoint.dir (model.pretrained_checkpoint="
+                               + f"{run_dir} starts from its weights)")
+        n = 1
+        while (run_dir / f"config.{n}.yaml").exists():
+            n += 1
+        atomic_write_text(run_dir / f"config.{n}.yaml", old_text)
+        record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "command": mode, "previous": f"config.{n}.yaml",
+                  "changes": {k: list(v) for k, v in changes.items()}}
+        with open(run_dir / "config_history.jsonl", "a", encoding="utf-8") as history:
+            history.write(json.dumps(record, default=str) + "\n")
+        for key, (before, after) in changes.items():
+            print(f"nemo-beyond-nll: {run_dir}: {key}: {before!r} -> {after!r} (earlier config kept as config.{n}.yaml)",
+                  file=sys.stderr)
+    atomic_write_text(path, text)
     return run_dir
 
 
+def _latest_cpu_step(run_dir: Path):
+    pointer = run_dir / "checkpoints" / "latest"
+    try:
+        return int(pointer.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_resumable(cfg, run_dir: Path) -> None:
+    """Refuse a rerun whose trainer.max_steps lies behind the run's checkpoint (before any worker starts)."""
+    done, steps = _latest_cpu_step(run_dir), cfg.trainer.max_steps
+    if done is not None and steps is not None and done > steps:
+        raise CLIError(f"{run_dir} holds a checkpoint at step {done}, past trainer.max_steps={steps}: "
+                       f"evaluate it with `nemo-beyond-nll eval`, continue with trainer.max_steps>={done}, "
+                       f"or start a new run with another checkpoint.dir")
+
+
 def _launch_cpu_workers(cfg, mode: str) -> int:
-    """Start one gloo worker per tensor-parallel rank under torchrun and wait for them."""
-    run_dir = _write_run_config(cfg)
+    """Start one gloo worker per tensor-parallel rank under torchrun and wait for them.
+
+    The run folder stays locked while torchrun lives (it inherits the lock's open file). torchrun runs
+    in its own session with the parent-death signal armed: if this process is killed, even with
+    SIGKILL, torchrun gets SIGTERM and stops its workers (which in turn die if torchrun dies).
+    SIGTERM, SIGINT or SIGHUP here is forwarded once as SIGTERM (a second one kills torchrun);
+    training workers finish the current step, save a checkpoint and exit; the exit code is 128+signal.
+    """
+    from .utils.processes import arm_parent_death_signal
+
+    from .data.pipeline import IncompleteData, check_complete
+
+    for split in ("train", "validation"):  # before the lock: a refused run leaves no trace
+        try:
+            if cfg.data.get(split):
+                check_complete(cfg.data[split])
+        except IncompleteData as err:
+            raise CLIError(str(err)) from None
+    run_dir = Path(cfg.checkpoint.dir)
+    lock_fd = hold_run_lock(run_dir)
+    if mode == "train":
+        _check_resumable(cfg, run_dir)
+    _write_run_config(cfg, mode)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={cfg.model.tensor_parallel}", "-m", "nemo_beyond_nll.engines.cpu.worker",
            str(run_dir / "config.yaml"), mode]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore"),
            "TORCHELASTIC_ERROR_FILE": str(run_dir / "worker_error.json")}
-    return subprocess.call(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, pass_fds=(lock_fd,) if lock_fd >= 0 else (),
+                            preexec_fn=functools.partial(arm_parent_death_signal, signal.SIGTERM, os.getpid()))
+    received = []
+
+    def forward(signum, _frame):
+        received.append(signum)
+        if len(received) == 1:
+            print(f"nemo-beyond-nll: {signal.Signals(signum).name}: stopping after the current step "
+                  f"(again to stop at once)", file=sys.stderr, flush=True)
+        try:
+            os.kill(proc.pid, signal.SIGTERM if len(received) == 1 else signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not received:
+        return code
+    name = signal.Signals(received[0]).name
+    done = _latest_cpu_step(run_dir)
+    where = (f"; checkpoint at step {done} in {run_dir}: run the same command to resume"
+             if mode in TRAINING_MODES and done is not None else "")
+    print(f"nemo-beyond-nll: stopped by {name}{' (twice: at once)' if len(received) > 1 else ''}{where}",
+          file=sys.stderr)
+    return 128 + received[0]
 
 
 def _bridge():
@@ -293,7 +446,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CLIError) as err:
+    except (ConfigError, CLIError, RunLocked) as err:
         print(f"nemo-beyond-nll: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -176,3 +176,46 @@ def test_help_does_not_offer_plus_for_new_keys(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "+new.key" not in out and "new keys only inside `model.loss_args`" in out
+
+
+def test_config_changes_lists_every_changed_leaf():
+    from nemo_beyond_nll.cli import config_changes
+
+    old = {"a": 1, "b": {"c": 2, "d": {}}, "e": [1]}
+    new = {"a": 1, "b": {"c": 3, "d": {"x": 1}}, "f": None}
+    assert config_changes(old, new) == {"b.c": (2, 3), "b.d": ({}, None), "b.d.x": (None, 1), "e": ([1], None)}
+
+
+def test_run_config_is_kept_and_changes_are_recorded(tmp_path, capsys):
+    from nemo_beyond_nll.cli import CLIError, _write_run_config
+    from nemo_beyond_nll.recipe import load_recipe
+    from nemo_beyond_nll.utils.run_lock import release
+
+    run_dir = tmp_path / "run"
+    cfg = lambda *o: load_recipe(TINY, [f"checkpoint.dir={run_dir}", *o])  # noqa: E731
+    try:
+        _write_run_config(cfg(), "train")
+        first = (run_dir / "config.yaml").read_text()
+        _write_run_config(cfg(), "train")  # the same config: nothing to record
+        assert not (run_dir / "config_history.jsonl").exists()
+        _write_run_config(cfg("trainer.max_steps=400", "optim.lr=0.001"), "train")
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"nemo-beyond-nll: {run_dir}: optim.lr: 0.003 -> 0.001 (earlier config kept as config.1.yaml)",
+                       f"nemo-beyond-nll: {run_dir}: trainer.max_steps: 300 -> 400 (earlier config kept as config.1.yaml)"]
+        assert (run_dir / "config.1.yaml").read_text() == first
+        assert "max_steps: 400" in (run_dir / "config.yaml").read_text()
+        record = json.loads((run_dir / "config_history.jsonl").read_text())
+        assert record["previous"] == "config.1.yaml" and record["changes"]["trainer.max_steps"] == [300, 400]
+        # Once a checkpoint exists, what it depends on may not change in this folder.
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "latest").write_text("10\n")
+        current = (run_dir / "config.yaml").read_text()
+        with pytest.raises(CLIError, match=r"model.tiny.hidden_size \(128 -> 64\).*another checkpoint.dir"):
+            _write_run_config(cfg("trainer.max_steps=400", "optim.lr=0.001", "model.tiny.hidden_size=64"), "eval")
+        with pytest.raises(CLIError, match=r"data.task \('sort' -> 'copy'\)"):
+            _write_run_config(cfg("trainer.max_steps=400", "optim.lr=0.001", "data.task=copy"), "train")
+        assert (run_dir / "config.yaml").read_text() == current
+        _write_run_config(cfg("trainer.max_steps=400", "optim.lr=0.001", "data.task=copy"), "eval")  # eval may
+        assert (run_dir / "config.2.yaml").read_text() == current
+    finally:
+        release(run_dir)

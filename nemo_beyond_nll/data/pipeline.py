@@ -15,6 +15,11 @@ The validation split holds exactly round(validation_fraction x kept rows) rows, 
 completion is smallest. So the split does not depend on the order of the source or on the chat
 template, and one row more or less moves at most one other row. A source that leaves no row to
 train on is an error that gives the report's counts, and no split file is written.
+
+A build in progress is marked by `.incomplete` in `out_dir`, removed only after every file is in
+place (split files are written to `.partial` files and renamed; `report.json` comes last), so a
+build killed halfway leaves a folder that :func:`check_complete` refuses rather than half-written
+splits that read as whole.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from tqdm import tqdm
 SPLITS = ("train", "validation")
 FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "all": "all.jsonl"}
 REPORT_FILE = "report.json"
+INCOMPLETE_MARKER = ".incomplete"  # present while a build writes the folder, and after a build that died
 # Why rows are dropped by every builder; domains add their own (e.g. "no_boxed_answer").
 COMMON_REASONS = ("malformed", "duplicate", "too_long")
 EXAMPLES_PER_REASON = 5  # row indices kept in the report for each reason, to look at
@@ -171,6 +177,19 @@ def _check_options(validation_fraction, tokenizer, max_length, chat_template):
         raise ValueError("chat_template must be callable (user text -> prompt text)")
 
 
+class IncompleteData(ValueError):
+    """A data folder whose build did not finish."""
+
+
+def check_complete(path: Union[str, Path]) -> None:
+    """Raise IncompleteData if `path` (a split file or its folder) comes from a build that did not finish."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if (folder / INCOMPLETE_MARKER).exists():
+        raise IncompleteData(f"{folder} holds an unfinished `nemo-beyond-nll data` build (killed, or still "
+                             f"running): build it again before training on it")
+
+
 def write_sft_splits(
     rows: Iterable[Any],
     to_example: Callable[[Any], Example],
@@ -214,6 +233,8 @@ def write_sft_splits(
 
     final = {name: out_dir / filename for name, filename in FILES.items()}
     partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
+    (out_dir / INCOMPLETE_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    (out_dir / REPORT_FILE).unlink(missing_ok=True)
     keys = []  # split_key of each row of all.jsonl, in order
     files = {"all": partial["all"].open("w", encoding="utf-8")}
     try:
@@ -244,6 +265,7 @@ def write_sft_splits(
         files["all"].close()
     if not keys:  # nothing to train on: no split files, as if the build had not run
         partial["all"].unlink()
+        (out_dir / INCOMPLETE_MARKER).unlink()
         if made_dir and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise ValueError(_no_rows_message(source, read, dropped))
@@ -276,5 +298,8 @@ def write_sft_splits(
             "dedup": dedup,
         },
     }
-    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report_tmp = out_dir / (REPORT_FILE + ".partial")
+    report_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(report_tmp, out_dir / REPORT_FILE)
+    (out_dir / INCOMPLETE_MARKER).unlink()  # the build is complete only now
     return report

@@ -250,6 +250,7 @@ def run_gpu_eval(cfg) -> int:
     `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
     from ..config import ConfigError, objective_from_config
     from ..engines.bridge.finetune import run_paths
+    from ..utils.run_lock import acquire_on_rank_zero
     from .benchmark_sets import load_benchmarks
 
     sampling = _check_eval_config(cfg)
@@ -265,6 +266,8 @@ def run_gpu_eval(cfg) -> int:
     except OSError as err:  # the hub is unreachable (datasets raises ConnectionError)
         raise ConfigError(f"eval: cannot load the benchmarks from the Hugging Face hub "
                           f"({str(err).splitlines()[0]}); set eval.benchmark_dir to local copies") from None
+    # Every input checked, nothing written yet: now one writer of eval/*.jsonl.partial and summary.json.
+    acquire_on_rank_zero(run_paths(cfg)["run"])
     objective = objective_from_config(cfg)
     model_dir = export_hf_checkpoint(cfg)
     model = load_vllm(model_dir, tensor_parallel=cfg.model.tensor_parallel, seed=cfg.trainer.seed)

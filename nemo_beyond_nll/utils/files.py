@@ -36,3 +36,17 @@ def read_jsonl(path: Path) -> list:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def remove_stale_temporaries(folder: Path) -> list:
+    """Delete the temporary files that interrupted :func:`atomic_write` calls left under `folder`.
+
+    Call only while no other process writes there (the run folder's lock held). Returns the paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -192,3 +192,34 @@ def test_check_split_file_runs_the_engines_tokenizer(tmp_path):
     assert check_split_file(path) == 2
     with pytest.raises(SplitFileError, match=r":2: 'completion': character 'ï' is outside"):
         check_split_file(path, CharTokenizer().encode)
+
+
+def test_a_build_that_dies_midway_leaves_a_folder_training_refuses(tmp_path):
+    from nemo_beyond_nll.data.pipeline import IncompleteData, check_complete, write_sft_splits, Example
+
+    out = tmp_path / "out"
+    rows = [{"q": f"question {i}", "a": f"answer {i}"} for i in range(40)]
+
+    def convert(row):
+        return Example(row["q"], row["a"])
+
+    write_sft_splits(rows, convert, out, domain="t", source="s", progress=False)
+    check_complete(out / "train.jsonl")  # a finished build
+    before = (out / "train.jsonl").read_text()
+
+    def dies_midway(row):
+        if row["q"] == "question 30":
+            raise KeyboardInterrupt  # a kill while the split files are being written
+        return Example(row["q"] + "?", row["a"])
+
+    with pytest.raises(KeyboardInterrupt):
+        write_sft_splits(rows, dies_midway, out, domain="t", source="s", progress=False)
+    assert (out / "train.jsonl").read_text() == before  # the old split, whole, never a half-written one
+    assert not (out / "report.json").exists()
+    with pytest.raises(IncompleteData, match="unfinished `nemo-beyond-nll data` build"):
+        check_complete(out / "train.jsonl")
+    with pytest.raises(IncompleteData):
+        check_complete(out)
+    write_sft_splits(rows, convert, out, domain="t", source="s", progress=False)  # built again: complete
+    check_complete(out / "validation.jsonl")
+    assert sorted(p.name for p in out.iterdir()) == ["all.jsonl", "report.json", "train.jsonl", "validation.jsonl"]

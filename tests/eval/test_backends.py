@@ -286,3 +286,25 @@ def test_describe_gpu_eval_needs_no_gpu_library(tmp_path, monkeypatch):
     lines = describe_gpu_eval(figfont).splitlines()
     assert lines[1] == f"#   checkpoint: none yet in {tmp_path / 'none' / 'checkpoints'} (train first)"
     assert lines[3].startswith("#   figfont (figfont): reasoning_gym:figlet_font(size=500, seed=1000000000); greedy")
+
+
+def test_run_gpu_eval_refuses_a_run_folder_in_use(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from nemo_beyond_nll.utils.run_lock import RunLocked
+
+    fake_vllm(monkeypatch)
+    fake_bridge(monkeypatch)
+    cfg = _gpu_recipe(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nemo_beyond_nll.utils.run_lock import "
+                               "acquire; acquire(sys.argv[1], 'an eval'); print('locked', flush=True); time.sleep(600)",
+                               str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked, match="`an eval`"):
+            run_gpu_eval(cfg)
+        assert not (tmp_path / "run" / "summary.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()

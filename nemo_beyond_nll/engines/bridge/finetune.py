@@ -387,7 +387,16 @@ def import_checkpoint(cfg) -> Path:
 
 
 def run_sft(cfg) -> int:
-    """Fine-tune with Bridge's `finetune` and the recipe's objective; call under torchrun."""
+    """Fine-tune with Bridge's `finetune` and the recipe's objective; call under torchrun.
+
+    Global rank 0 locks the run folder first (utils/run_lock: a second run there fails at once) and
+    removes the temporary files that killed runs left in it.
+    """
+    from ...utils.files import remove_stale_temporaries
+    from ...utils.run_lock import acquire_on_rank_zero
+
+    if acquire_on_rank_zero(run_paths(cfg)["run"]) >= 0:
+        remove_stale_temporaries(run_paths(cfg)["run"])
     from megatron.bridge.training.finetune import finetune
 
     from .dataset_helpers import use_prebuilt_dataset_helpers

@@ -43,6 +43,19 @@ def save_checkpoint(root: Path, step: int, state: dict, *, rank: int, keep: int 
     dist.barrier()
 
 
+def remove_unfinished_steps(root: Path) -> list:
+    """Delete step folders that `latest` does not cover (an interrupted save's); returns their steps.
+
+    Call on one rank, before training starts: steps at or below `latest` are complete and kept.
+    """
+    root = Path(root)
+    done = latest_step(root) if root.is_dir() else None
+    stale = [p for p in root.glob("step_*") if p.is_dir() and (done is None or int(p.name.split("_")[1]) > done)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return sorted(int(p.name.split("_")[1]) for p in stale)
+
+
 def load_checkpoint(root: Path, *, rank: int) -> Optional[dict]:
     """This rank's state at the `latest` step, or None for a fresh run. Steps past `latest` are ignored."""
     step = latest_step(root)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ...config import objective_from_config
 from ...data.char_tokenizer import CharTokenizer
 from ...data.schedule import optimizer_steps
+from ...data.pipeline import check_complete
 from ...data.synthetic import make_split
 from ...megatron import install, last_output
 from .runtime import causal_mask, init_megatron_cpu
@@ -31,7 +32,7 @@ from .generate import greedy_generate
 from .models import TinyGPTConfig, build_tiny_gpt
 from ...megatron.completions import completion_probabilities as measure_completion_probabilities
 from ...megatron.step import objective_loss_terms
-from .checkpoint import latest_step, load_checkpoint, save_checkpoint
+from .checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
 from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
 from ...probe import probability_histogram
 from .metrics import MetricsLog
@@ -43,6 +44,9 @@ def load_examples(cfg: DictConfig):
     data = cfg.data
     if data.train is None:
         return make_split(data.task, data.num_train, data.num_validation, data.seed, noise=data.noise)
+    for path in (data.train, data.validation):
+        if path:
+            check_complete(path)
     train = read_jsonl(Path(data.train))
     validation = read_jsonl(Path(data.validation)) if data.validation else []
     return train, validation
@@ -107,11 +111,40 @@ def batch_indices(step: int, batch_size: int, num_train: int, seed: int) -> torc
     return torch.tensor(out)
 
 
+ZERO_KEPT_STEPS = 5  # consecutive steps that keep no token before a threshold objective is warned about
+_stop_signals: List[int] = []
+
+
+def request_stop(signum, _frame=None) -> None:
+    """Signal handler of the workers: training stops cleanly after the current step."""
+    _stop_signals.append(signum)
+
+
+class StopTraining(Exception):
+    """Training stopped on request at `step`, after saving a checkpoint there."""
+
+    def __init__(self, step: int, rank: int, run_dir: Path):
+        super().__init__(f"stopped at step {step}")
+        self.step, self.rank, self.run_dir = step, rank, run_dir
+
+
+def stop_requested() -> bool:
+    """Whether any rank was asked to stop (collective: every rank must call it at the same step)."""
+    flag = torch.tensor([1 if _stop_signals else 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag)
+
+
+def zero_kept_warning(objective, first: int, last: int, mean_p: float) -> str:
+    """The warning for a threshold objective that kept no token over steps first..last (1-based)."""
+    return (f"WARNING: {objective} keeps no token at steps {first}-{last} (kept fraction 0, threshold "
+            f"{objective.threshold:g}, mean p {mean_p:.4g}): it trains nothing there; "
+            f"lower model.loss_args.threshold if this persists")
+
+
 @torch.no_grad()
-
-
 def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictConfig, run_dir: Path, rank: int,
-             objective) -> dict:
+             objective, extra: dict = None) -> dict:
     """Greedy answers to the held-out prompts, exact match; writes eval/samples.jsonl and summary.json."""
     seq_length = cfg.model.seq_length
     prompts = [[tokenizer.bos_id] + tokenizer.encode(ex["prompt"]) for ex in examples]
@@ -134,7 +167,7 @@ def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictCon
         groups.setdefault(benchmark(sample), []).append(sample["correct"])
     summary = {"objective": str(objective), "loss": objective.name,
                "accuracy": {name: sum(v) / len(v) for name, v in groups.items()},
-               "num_samples": {name: len(v) for name, v in groups.items()}}
+               "num_samples": {name: len(v) for name, v in groups.items()}, **(extra or {})}
     if rank == 0:
         write_jsonl(run_dir / "eval" / "samples.jsonl", samples)
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -234,9 +267,9 @@ def evaluate_latest(cfg: DictConfig, run_dir: Path) -> dict:
     return report(session, run_dir)
 
 
-def report(session: Session, run_dir: Path) -> dict:
+def report(session: Session, run_dir: Path, extra: dict = None) -> dict:
     summary = evaluate(session.model, session.validation_examples, session.tokenizer, session.cfg, run_dir,
-                       session.rank, session.objective)
+                       session.rank, session.objective, extra)
     if session.rank == 0:
         for name, acc in summary["accuracy"].items():
             n = summary["num_samples"][name]
@@ -278,6 +311,8 @@ class SFTRecipe:
 
     def _resume(self) -> int:
         """The step to start from: the latest checkpoint's, else 0 (from the base weights, if any)."""
+        if self.rank == 0:  # step folders an interrupted save left past `latest`
+            remove_unfinished_steps(self.ckpt_dir)
         state = load_checkpoint(self.ckpt_dir, rank=self.rank)
         start = 0
         if state is not None:
@@ -285,6 +320,9 @@ class SFTRecipe:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             start = state["step"]
+            if start > self.steps:
+                raise ValueError(f"{self.run_dir} holds a checkpoint at step {start}, past the run's {self.steps} "
+                                 f"steps: evaluate it, raise trainer.max_steps, or use another checkpoint.dir")
         else:
             load_base_weights(self.session)
         if self.rank == 0:
@@ -345,9 +383,10 @@ class SFTRecipe:
 
     def finish(self) -> dict:
         if self.rank == 0:
+            warnings = [r["message"] for r in self.log.records("warning")]
             plot_training(self.log.records("train"), self.log.records("prob_hist"), self.run_dir / "training.png",
                           f"{self.cfg.name}: {self.objective}")
-        summary = report(self.session, self.run_dir)
+        summary = report(self.session, self.run_dir, {"warnings": warnings} if self.rank == 0 and warnings else None)
         assert latest_step(self.ckpt_dir) == self.steps
         return summary
 
@@ -359,18 +398,33 @@ class SFTRecipe:
             self.record_histogram(0)
         bar = tqdm(total=steps, initial=self.start, desc=f"sft {self.objective.name}", disable=self.rank != 0,
                    file=sys.stderr, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+        zero_kept: List[dict] = []  # the current run of steps that kept no token
         for step in range(self.start, steps):
             record = self.train_step(step)
             bar.set_postfix(loss=f"{record['loss']:.3f}", p=f"{record['target_prob']:.3f}",
                             kept=f"{record['kept_fraction']:.2f}", refresh=False)
             bar.update(1)
             done = step + 1
+            zero_kept = zero_kept + [record] if self.objective.is_thresholded and record["kept_fraction"] == 0 else []
+            if len(zero_kept) == ZERO_KEPT_STEPS and self.rank == 0 and not self.log.records("warning"):
+                message = zero_kept_warning(self.objective, zero_kept[0]["step"], done,
+                                            sum(r["target_prob"] for r in zero_kept) / len(zero_kept))
+                bar.write(message, file=sys.stderr)  # above the progress bar, once per run
+                self.log.append({"event": "warning", "step": done, "message": message})
             if cfg.trainer.hist_interval and done % cfg.trainer.hist_interval == 0 and done < steps:
                 self.record_histogram(done)
-            if done % cfg.trainer.save_interval == 0 or done == steps:
+            saved = done % cfg.trainer.save_interval == 0 or done == steps
+            if saved:
                 if done == steps:
                     self.record_histogram(done)
                 self.save(done)
+            if done < steps and stop_requested():
+                if not saved:
+                    self.save(done)
+                if self.rank == 0:
+                    self.log.append({"event": "stopped", "step": done})
+                bar.close()
+                raise StopTraining(done, self.rank, self.run_dir)
         bar.close()
         return self.finish()
 

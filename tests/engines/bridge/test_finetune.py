@@ -126,3 +126,23 @@ def test_a_local_backbone_folder_needs_its_config(tmp_path):
     assert backbone_source(str(tmp_path)) == str(tmp_path)
     with pytest.raises(ConfigError, match="no config.json in that folder"):
         backbone_source(str(tmp_path / "missing"))
+
+
+def test_bridge_sft_locks_its_run_folder_before_anything_else(tmp_path):
+    import subprocess
+    import sys
+
+    from nemo_beyond_nll.utils.run_lock import RunLocked
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nemo_beyond_nll.utils.run_lock import "
+                               "acquire; acquire(sys.argv[1], 'first'); print('locked', flush=True); time.sleep(600)",
+                               str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cfg = load_recipe(str(RECIPE), [f"checkpoint.dir={run_dir}"])
+        with pytest.raises(RunLocked, match=rf"in use by pid {holder.pid} .*`first`"):
+            bridge.run_sft(cfg)  # refused before Megatron-Bridge is imported or the checkpoint looked for
+    finally:
+        holder.kill()
+        holder.wait()

@@ -80,3 +80,17 @@ def test_fused_output_layer_from_the_recipe_matches_unfused(tmp_path):
         losses[fusion] = [r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "train"]
     assert len(losses["linear"]) == 3
     assert losses["linear"] == pytest.approx(losses["null"], rel=1e-4)
+
+
+def test_threshold_that_keeps_nothing_is_warned_about_once(tmp_path):
+    run_dir = tmp_path / "thr_none"
+    log = cli("sft", "--config", RECIPE, *SMALL, "trainer.max_steps=7", f"checkpoint.dir={run_dir}",
+              "model.loss=neg_p_threshold", "model.loss_args.threshold=0.9")
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert all(r["kept_fraction"] == 0.0 for r in records if r["event"] == "train")
+    warnings = [r for r in records if r["event"] == "warning"]
+    assert len(warnings) == 1 and warnings[0]["step"] == 5
+    assert warnings[0]["message"].startswith("WARNING: neg_p_threshold(threshold=0.9, keep=above) keeps no token at "
+                                             "steps 1-5 (kept fraction 0, threshold 0.9, mean p 0.0")
+    assert log.count("keeps no token") == 1 and warnings[0]["message"] in log
+    assert json.loads((run_dir / "summary.json").read_text())["warnings"] == [warnings[0]["message"]]

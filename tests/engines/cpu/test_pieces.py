@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 
 from nemo_beyond_nll.engines.cpu.runtime import init_distributed_cpu
 from nemo_beyond_nll.recipe import Recipe
-from nemo_beyond_nll.engines.cpu.checkpoint import latest_step, load_checkpoint, save_checkpoint
-from nemo_beyond_nll.engines.cpu.trainer import batch_indices, lr_lambda, total_steps
+from nemo_beyond_nll.engines.cpu.checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
+from nemo_beyond_nll.engines.cpu.trainer import batch_indices, lr_lambda, total_steps, zero_kept_warning
 from nemo_beyond_nll.utils.files import atomic_write_text, read_jsonl
 from nemo_beyond_nll.engines.cpu.metrics import MetricsLog, probability_histogram
 
@@ -103,3 +103,26 @@ def test_checkpoint_with_a_crafted_object_is_refused_without_running_it(tmp_path
     with pytest.raises(ValueError, match="refusing to load"):
         load_checkpoint(root, rank=0)
     assert not (tmp_path / "CODE_RAN").exists()
+
+
+def test_unfinished_checkpoint_steps_are_removed_on_start(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step in (2, 4, 6):
+        (root / f"step_{step:06d}").mkdir(parents=True)
+    (root / "step_000006" / "rank_00.pt").write_bytes(b"partial")  # a save killed before `latest` moved
+    assert remove_unfinished_steps(root) == [2, 4, 6]  # no `latest`: nothing is complete
+    for step in (2, 4, 6):
+        (root / f"step_{step:06d}").mkdir()
+    atomic_write_text(root / "latest", "4\n")
+    assert remove_unfinished_steps(root) == [6]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_000002", "step_000004"]
+    assert remove_unfinished_steps(tmp_path / "missing") == []
+
+
+def test_zero_kept_warning_names_threshold_and_mean_p():
+    from nemo_beyond_nll.core.objectives import get_objective
+
+    text = zero_kept_warning(get_objective("neg_p_threshold", threshold=0.1), 1, 5, 0.0078125)
+    assert text == ("WARNING: neg_p_threshold(threshold=0.1, keep=above) keeps no token at steps 1-5 (kept fraction 0, "
+                    "threshold 0.1, mean p 0.007812): it trains nothing there; lower model.loss_args.threshold "
+                    "if this persists")
