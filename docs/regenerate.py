@@ -32,6 +32,7 @@ FIGURES = DOCS / "figures.json"
 MAIN_JOBS = {
     "nll": [],
     "neg_p": ["model.loss=neg_p"],
+    "neg_p_threshold": ["model.loss=neg_p_threshold", "model.loss_args.threshold=0.005"],
 }
 
 
@@ -76,7 +77,10 @@ def main_job(scratch: Path) -> dict:
         hists = [r for r in records if r["event"] == "prob_hist"]
         results[name] = {"command": " ".join(["nemo-beyond-nll", "sft", "--config", "recipes/tiny_cpu.yaml", *overrides]),
                          "accuracy": summary["accuracy"], "steps": train[-1]["step"],
-                         "final_mean_p": round(hists[-1]["mean_p"], 3), "final_kept_fraction": train[-1]["kept_fraction"],
+                         "first_mean_p": round(train[0]["target_prob"], 4),
+                         "first_kept_fraction": round(train[0]["kept_fraction"], 4),
+                         "final_mean_p": round(hists[-1]["mean_p"], 3),
+                         "final_kept_fraction": round(train[-1]["kept_fraction"], 4),
                          **timing}
         if name == "nll":
             shutil.copyfile(run_dir / "training.png", DOCS / "tiny_cpu_training.png")

@@ -44,3 +44,19 @@ def test_regenerated_figures_record_what_they_were_measured_on():
         assert re.fullmatch(r"[0-9a-f]{7,}", env["commit"]) and env["cpus"] >= 1 and env["worker_threads"] >= 1
         assert env["packages"]["torch"] and env["packages"]["megatron-core"]
         assert part["results"]
+
+
+def test_main_job_figures_are_the_regenerated_ones():
+    import json
+
+    results = json.loads((DOCS / "figures.json").read_text(encoding="utf-8"))["main"]["results"]
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    nll, neg_p, threshold = (results[k] for k in ("nll", "neg_p", "neg_p_threshold"))
+    assert f"`nll` reaches {nll['accuracy']['sort']:.1%}" in text
+    assert f"(mean p on completion tokens {nll['final_mean_p']:.2f})" in text
+    assert f"`neg_p` {neg_p['accuracy']['sort']:.1%}" in text
+    assert f"(mean p {threshold['first_mean_p']:.4f} here)" in text
+    assert f"keeps {threshold['first_kept_fraction']:.1%} of the completion tokens at step 1" in text
+    assert f"({threshold['final_kept_fraction']:.0%} kept at step 300; mean p on held-out completions " \
+           f"{threshold['final_mean_p']:.2f})" in text
+    assert f"reaches {threshold['accuracy']['sort']:.1%} (" in text
