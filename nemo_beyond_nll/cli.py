@@ -317,6 +317,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _built(domain: str, build_call):
+    """The report of a data build; its failures as one-line CLI errors."""
+    try:
+        return build_call()
+    except OSError as err:  # an unreachable hub, a missing file
+        raise CLIError(f"cannot read the {domain} source: {str(err).splitlines()[0]}") from None
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
 def cmd_data_paper(args) -> int:
     """`data DOMAIN --protocol paper`: the rows as the paper's runs built them (domains.paper)."""
     from .data import hf_chat_template
@@ -335,15 +345,10 @@ def cmd_data_paper(args) -> int:
     if args.max_length and tokenizer is None:
         raise CLIError("--max-length needs --tokenizer (the backbone's Hugging Face id)")
     out = args.out or f"data/paper/{args.domain}_{family}"
-    try:
-        report = build_paper(args.domain, args.source, out, family=family,
-                             chat_template=hf_chat_template(tokenizer) if tokenizer is not None else None,
-                             tokenizer=tokenizer if args.max_length else None, max_length=args.max_length,
-                             limit=args.limit)
-    except OSError as err:
-        raise CLIError(f"cannot read the {args.domain} source: {str(err).splitlines()[0]}") from None
-    except ValueError as err:
-        raise CLIError(str(err)) from None
+    report = _built(args.domain, lambda: build_paper(
+        args.domain, args.source, out, family=family,
+        chat_template=hf_chat_template(tokenizer) if tokenizer is not None else None,
+        tokenizer=tokenizer if args.max_length else None, max_length=args.max_length, limit=args.limit))
     print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "dropped", "notes") if k in report}, indent=2))
     print(f"wrote {out}/train.jsonl and report.json", file=sys.stderr)
     return 0
@@ -370,12 +375,7 @@ def cmd_data(args) -> int:
     elif args.chat_template or args.max_length:
         raise CLIError("--chat-template and --max-length need --tokenizer (the backbone's Hugging Face id)")
     out = args.out or f"data/{args.domain}"
-    try:
-        report = build(args.domain, args.source, out, **options)
-    except OSError as err:  # an unreachable hub, a missing file
-        raise CLIError(f"cannot read the {args.domain} source: {str(err).splitlines()[0]}") from None
-    except ValueError as err:
-        raise CLIError(str(err)) from None
+    report = _built(args.domain, lambda: build(args.domain, args.source, out, **options))
     print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "validation", "dropped") if k in report}, indent=2))
     print(f"wrote {out}/train.jsonl, validation.jsonl and report.json", file=sys.stderr)
     return 0
