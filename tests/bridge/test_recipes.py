@@ -208,7 +208,7 @@ def test_a_backbone_out_of_reach_is_one_line_after_the_recipe(capsys, hf_path, m
 
 def test_bridge_rejections_are_one_line(capsys):
     code, _, err = dry_run(capsys, ROOT / "recipes" / "qwen2.5-7b_medical.yaml", "launch.nproc_per_node=3")
-    assert code == 2 and err.count("\n") == 1 and "not a multiple of TP x PP x CP = 2" in err
+    assert code == 2 and err.count("\n") == 1 and "= 2 does not divide the 3 GPUs of launch.nnodes" in err
     with pytest.raises(ConfigError, match="validate\\(\\) rejects the config"):
         from nemo_beyond_nll.engines.bridge.finetune import build_config
 
