@@ -8,19 +8,12 @@ The default suite ignores this folder (pytest.ini). Elsewhere its tests are skip
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from tiers import mark_tier  # tests/support, on the path through tests/conftest.py
 
 HERE = Path(__file__).parent
-
-
-def _automodel_importable() -> bool:
-    try:
-        return importlib.util.find_spec("nemo_automodel") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def pytest_configure(config):
@@ -28,10 +21,5 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    skip = None if _automodel_importable() else pytest.mark.skip(
-        reason="nemo_automodel is not importable: run with the tier's environment (tests/automodel/build_env.sh)")
-    for item in items:
-        if HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.automodel)
-            if skip:
-                item.add_marker(skip)
+    mark_tier(items, HERE, "automodel", "nemo_automodel",
+              "nemo_automodel is not importable: run with the tier's environment (tests/automodel/build_env.sh)")

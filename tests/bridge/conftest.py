@@ -9,12 +9,12 @@ The default suite ignores this folder (pytest.ini). Elsewhere its tests are skip
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from tiers import mark_tier  # tests/support, on the path through tests/conftest.py
 
 HERE = Path(__file__).parent
 # <org>--<name>/config.json: the published configs (architecture only: no weights, no tokenizer) of
@@ -23,25 +23,13 @@ HF_FIXTURES = HERE / "fixtures" / "hf"
 REVISION = "0" * 40  # the snapshot revision refs/main points at in the laid-out cache
 
 
-def _bridge_importable() -> bool:
-    try:
-        return importlib.util.find_spec("megatron.bridge") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "bridge: needs the real Megatron-Bridge tier environment (tests/bridge)")
 
 
 def pytest_collection_modifyitems(config, items):
-    skip = None if _bridge_importable() else pytest.mark.skip(
-        reason="Megatron-Bridge is not importable: run with the tier's environment (tests/bridge/build_env.sh)")
-    for item in items:
-        if HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.bridge)
-            if skip:
-                item.add_marker(skip)
+    mark_tier(items, HERE, "bridge", "megatron.bridge",
+              "Megatron-Bridge is not importable: run with the tier's environment (tests/bridge/build_env.sh)")
 
 
 def lay_out_hub_cache(cache: Path) -> Path:
