@@ -46,24 +46,13 @@ FIXED_FOR_TRAINING = FIXED_FOR_WEIGHTS + ("model.loss", "model.loss_args", "mode
 TRAINING_MODES = ("train", "continuum")
 
 
-def _launch_rank() -> int:
-    """This process's global rank when torchrun started the CLI itself (the Bridge engine), else 0."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def hold_run_lock(run_dir: Path) -> int:
-    """Lock the run folder for this process's lifetime (a one-line error, exit 2, if another run holds it).
+    """Lock the run folder for this process's lifetime (RunLocked, a one-line error with exit 2, if
+    another run holds it). Under torchrun (the Bridge engine) only global rank 0 locks and writes the
+    config; returns -1 on the other ranks."""
+    from .utils.run_lock import acquire_on_rank_zero
 
-    Under torchrun only global rank 0 locks (and writes the config); returns -1 on the other ranks.
-    """
-    from .utils.run_lock import RunLocked, acquire
-
-    if _launch_rank() != 0:
-        return -1
-    try:
-        return acquire(run_dir, shlex.join(["nemo-beyond-nll", *sys.argv[1:]]))
-    except RunLocked as err:
-        raise CLIError(str(err)) from None
+    return acquire_on_rank_zero(run_dir, shlex.join(["nemo-beyond-nll", *sys.argv[1:]]))
 
 
 def _flat(tree, prefix: str = "") -> dict:
