@@ -1,7 +1,8 @@
 """How a torchrun worker reports to its test: per rank, what it checked or the exception it raised.
 
-A worker script ends with ``rank_report.run(main)``. ``main()`` raises on the first failed check
-(``tp_checks.fail``) and returns a dict of what it checked; either is written as JSON to
+A worker script ends with ``rank_report.run(main)``, which also leaves the process group cleanly.
+``main()`` raises on the first failed check (``tp_checks.fail``) and returns a dict of what it
+checked; either is written as JSON to
 ``$RANK_REPORTS/rank<r>.json``, and ``tests/conftest.py``'s ``run_torchrun`` reads the files back:
 a worker's exception fails the test with that rank's traceback, and the dicts are returned so the
 test asserts on values, not on printed text.
@@ -31,6 +32,17 @@ def run(main) -> None:
         _write(rank, {"error": traceback.format_exc()})
         raise
     _write(rank, {"facts": facts})
+    _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Wait for every rank, then destroy the group: a worker that exits with a live gloo group can
+    abort in gloo's teardown ("terminate called without an active exception") after a clean run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def read(folder: Path, nproc: int):
