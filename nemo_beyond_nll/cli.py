@@ -6,7 +6,7 @@
     nemo-beyond-nll probe --config RECIPE.yaml         (where the base model sits; which objective)
     nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml
     nemo-beyond-nll compare runs/a runs/b [--out DIR]
-    nemo-beyond-nll reproduce math|medical|figfont [--dry-run]   (the paper's tables, recipes/paper/)
+    nemo-beyond-nll reproduce math|medical|figfont|quantiles [--dry-run] [--compare]   (the paper's tables, recipes/paper/)
     nemo-beyond-nll data math|medical|figfont [--source S] [--out DIR] [--protocol paper --family F]
 
 Overrides use Hydra's grammar: `model.loss=neg_p_threshold model.loss_args.threshold=0.1`, `~key`.
@@ -370,24 +370,91 @@ def cmd_data(args) -> int:
     return 0
 
 
-def cmd_reproduce(args) -> int:
-    """`reproduce TABLE`: every job of one of the paper's tables (reproduce.py), listed or run."""
+def _objectives_arg(value):
+    """--objectives: None (the paper's), "all", or a comma-separated list of keys."""
+    if value is None or value == "all":
+        return value
+    return [key.strip() for key in value.split(",") if key.strip()]
+
+
+def _print_jobs(jobs, figures) -> None:
+    """The dry run of `reproduce`: per job, its state, folder, the paper's figures, command and config."""
     from . import reproduce
 
-    jobs = reproduce.table_jobs(args.table, extra=args.overrides)
+    for job in jobs:
+        state = "done" if job.done else "to run"
+        print(f"## {job.label}  [{state}]  {job.run_dir}\n# paper: {figures(job)}\n# {job.command}")
+        print(resolved_yaml(job.cfg), end="", flush=True)
+    print(f"# {reproduce.job_counts(jobs)}", file=sys.stderr)
+
+
+def cmd_reproduce(args) -> int:
+    """`reproduce TABLE`: every job of one of the paper's tables (reproduce.py), listed, run or compared."""
+    from . import reproduce
+
+    if args.table == "quantiles":
+        return cmd_reproduce_quantiles(args)
+    if args.config:
+        raise CLIError("--config belongs to `reproduce quantiles`; a table's recipes are listed in recipes/paper/published.yaml")
+    jobs = reproduce.table_jobs(args.table, extra=args.overrides, objectives=_objectives_arg(args.objectives))
     if args.dry_run:
-        for job in jobs:
-            state = "done" if job.done else "to run"
-            print(f"## {job.label}  [{state}]  {job.run_dir}\n# nemo-beyond-nll sft --config {job.recipe} "
-                  + " ".join(job.overrides))
-            print(resolved_yaml(job.cfg), end="", flush=True)
-        print(f"# {len(jobs)} jobs", file=sys.stderr)
+        _print_jobs(jobs, lambda job: reproduce.published_figures(args.table, job))
         return 0
     out = args.out or f"runs/paper/{args.table}/comparison"
-    table = reproduce.run_table(args.table, run_sft, run_eval, out, extra=args.overrides,
-                                log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(table)
-    print(f"wrote {out}/comparison.md, comparison.csv, comparison.png and published.md", file=sys.stderr)
+    if not args.compare:
+        reproduce.run_jobs(jobs, run_sft, run_eval, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(reproduce.compare_table(args.table, jobs, out))
+    print(f"wrote {out}/paper_comparison.md, .csv and .png (and comparison.* of the finished runs)", file=sys.stderr)
+    return 0
+
+
+def cmd_reproduce_quantiles(args) -> int:
+    """`reproduce quantiles`: probe the base model on the training data, take the percentiles of its
+    target-token probabilities as thresholds, and list (--dry-run) or run the top/bottom jobs."""
+    from . import reproduce
+
+    spec = reproduce.quantile_spec()
+    if args.objectives:
+        raise CLIError("--objectives belongs to the tables; the quantile ablation's objectives are in published.yaml")
+    recipe = Path(args.config) if args.config else reproduce.PAPER_DIR / f"{spec['recipe']}.yaml"
+    cfg = load_recipe(recipe, args.overrides)
+    folder = reproduce.probe_dir(cfg)
+    ours = reproduce.read_percentiles(folder)
+    published = {int(q): float(v) for q, v in spec["published"].items()}
+    if ours is None and args.dry_run and cfg.engine != "cpu":
+        # A dry run starts no GPU work: plan with the authors' values, and say so.
+        print(f"# the base model is not probed yet ({folder}/{reproduce.PROBE_FILE}); the thresholds below are the "
+              f"authors' percentiles for {spec['recipe']}: `reproduce quantiles` without --dry-run probes first",
+              file=sys.stderr)
+        thresholds = published
+    else:
+        if ours is None:
+            probe_cfg = load_recipe(recipe, [*args.overrides, f"checkpoint.dir={folder}"])
+            problems = input_problems(probe_cfg, "probe")
+            if problems:
+                raise CLIError(problems[0])
+            print(f"probing the base model on the training data into {folder}", file=sys.stderr, flush=True)
+            code = run_probe(probe_cfg)
+            if code:
+                return code
+            ours = reproduce.read_percentiles(folder)
+        reproduce.write_quantiles(folder, ours, spec, recipe.stem)
+        print(reproduce.percentile_table(ours, published, recipe.stem, spec["recipe"]), file=sys.stderr)
+        thresholds = ours
+    jobs = reproduce.quantile_jobs(recipe, thresholds, extra=args.overrides)
+    if args.dry_run:
+        _print_jobs(jobs, lambda job: "none printed (the paper draws this ablation as a figure, Figure 5)")
+        return 0
+    if not args.compare:
+        reproduce.run_jobs(jobs, run_sft, run_eval, log=lambda line: print(line, file=sys.stderr, flush=True))
+    finished = [job.run_dir for job in jobs if job.done]
+    if not finished:
+        raise CLIError("no quantile job has finished yet: nothing to compare")
+    from .eval.compare import compare_runs
+
+    out = args.out or str(folder / "comparison")
+    print(compare_runs(finished, out))
+    print(f"wrote {out}/comparison.md, comparison.csv and comparison.png", file=sys.stderr)
     return 0
 
 
@@ -418,9 +485,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", choices=["qwen", "llama", "deepseek"],
                    help="--protocol paper: the backbone family whose prompt format to use (default: from --tokenizer)")
     p.set_defaults(func=cmd_data)
-    p = sub.add_parser("reproduce", help="run (or list, --dry-run) every job of one of the paper's tables")
-    p.add_argument("table", choices=["math", "medical", "figfont"])
-    p.add_argument("--dry-run", action="store_true", help="list every job with its resolved config and exit")
+    p = sub.add_parser("reproduce", help="run (or list, --dry-run) every job of one of the paper's tables, "
+                                          "or its quantile ablation")
+    p.add_argument("table", choices=["math", "medical", "figfont", "quantiles"])
+    p.add_argument("--dry-run", action="store_true", help="list every job with its resolved config and the "
+                                                          "paper's figures it is compared with, and exit")
+    p.add_argument("--compare", action="store_true", help="run nothing: compare the finished jobs with the paper")
+    p.add_argument("--objectives", help="add rows the paper does not have: 'all', or keys of published.yaml's "
+                                        "objectives, comma-separated (default: the paper's objectives only)")
+    p.add_argument("--config", help="quantiles: the recipe whose base model is probed (default: the paper's, "
+                                    "Qwen2.5-Math-1.5B on math)")
     p.add_argument("--out", help="where to write the comparison (default: runs/paper/<table>/comparison)")
     p.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every job")
     p.set_defaults(func=cmd_reproduce)
@@ -432,7 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # argparse gives a second positional list only the words before the first option
+    # (`reproduce math --dry-run a=b`): overrides after options join the rest.
+    if unknown and hasattr(args, "overrides") and not any(word.startswith("-") for word in unknown):
+        args.overrides = [*args.overrides, *unknown]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except (ConfigError, CLIError, RunLocked) as err:

@@ -24,12 +24,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List
 
+import numpy
 import torch
 
 STRONG_MEAN_P = 0.5
 STRONG_FRACTION_ABOVE_HALF = 0.5
 WEAK_MEAN_P = 0.2
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+# The thresholds of the paper's quantile ablation are these percentiles of p (`reproduce quantiles`).
+PERCENTILES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 THRESHOLDS = (0.1, 0.5, 0.9)
 HIST_BINS = 20
 
@@ -41,6 +44,7 @@ class ProbabilityStats:
     mean_log_p: float
     quantiles: Dict[str, float]
     fraction_above: Dict[str, float]
+    percentiles: Dict[str, float] = field(default_factory=dict)  # "5": 5th percentile of p, ... (PERCENTILES)
     histogram: List[int] = field(default_factory=list)  # HIST_BINS equal bins over [0, 1]
 
     def to_dict(self) -> dict:
@@ -78,13 +82,17 @@ def probability_stats(prob: torch.Tensor) -> ProbabilityStats:
     if bool(((p < 0) | (p > 1)).any()):
         raise ValueError("probabilities must lie in [0, 1]")
     log_p = torch.log(p.clamp(min=torch.finfo(torch.float64).tiny))
-    qs = torch.quantile(p, torch.tensor(QUANTILES, dtype=torch.float64))
+    # numpy's quantile (linear interpolation, as torch's) has no limit on the number of tokens
+    values = p.cpu().numpy()
+    qs = numpy.quantile(values, QUANTILES)
+    ps = numpy.quantile(values, [q / 100 for q in PERCENTILES])
     return ProbabilityStats(
         num_tokens=p.numel(),
         mean_p=float(p.mean()),
         mean_log_p=float(log_p.mean()),
         quantiles={f"q{int(q * 100):02d}": float(v) for q, v in zip(QUANTILES, qs)},
         fraction_above={f"p>{t}": float((p > t).double().mean()) for t in THRESHOLDS},
+        percentiles={str(q): float(v) for q, v in zip(PERCENTILES, ps)},
         histogram=probability_histogram(p),
     )
 
@@ -120,6 +128,7 @@ def format_report(stats: ProbabilityStats, rec: Recommendation) -> str:
         f"mean p {stats.mean_p:.4f}   mean log p {stats.mean_log_p:.4f}",
         "quantiles of p: " + "  ".join(f"{k} {v:.4f}" for k, v in q.items()),
         "fraction of tokens: " + "  ".join(f"{k} {v:.1%}" for k, v in f.items()),
+        "percentiles of p: " + "  ".join(f"{k}% {v:.4g}" for k, v in stats.percentiles.items()),
         f"placement: {rec.placement} end of the continuum",
         f"recommended: {rec.overrides()}",
         f"why: {rec.reason}",

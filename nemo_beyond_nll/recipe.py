@@ -28,6 +28,7 @@ ENGINES = ("bridge", "cpu")
 #                 data-parallel ranks (the reduction of the paper's trainer)
 LOSS_REDUCTIONS = ("global", "micro_batch")
 TRUNCATIONS = ("right",)
+EVAL_MODELS = ("checkpoint", "base")  # what `eval` evaluates: the run's fine-tuned model, or the untrained backbone
 DATA_DOMAINS = (*DOMAINS, "synthetic")  # synthetic: the CPU recipes' generated letter tasks
 
 
@@ -140,6 +141,9 @@ class EvalSection:
     per_benchmark: Dict[str, BenchmarkSampling] = field(default_factory=dict)  # benchmark -> its own settings
     num_samples: Optional[int] = None  # None: the whole benchmark
     backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
+    # checkpoint: the run's fine-tuned model; base: the untrained backbone (model.hf_path), the
+    # "base" rows of the paper's tables (engine=bridge)
+    model: str = "checkpoint"
     # Local benchmark copies (see nemo_beyond_nll.eval.benchmark_sets); a benchmark without one comes from the hub.
     benchmark_dir: Optional[str] = None  # holds <benchmark>.jsonl (.json, .parquet) or a folder <benchmark>/
     benchmark_files: Dict[str, str] = field(default_factory=dict)  # benchmark -> file or folder; wins over benchmark_dir
@@ -260,6 +264,10 @@ def validate(cfg: DictConfig) -> None:
            f"a multiple of model.tiny.num_attention_heads ({m.tiny.num_attention_heads})", m.tiny.hidden_size)
     if cfg.eval.backend not in ("vllm", "megatron"):
         raise ConfigError(f"eval.backend must be vllm or megatron, got {cfg.eval.backend!r}")
+    if cfg.eval.model not in EVAL_MODELS:
+        raise ConfigError(f"eval.model must be one of {', '.join(EVAL_MODELS)}, got {cfg.eval.model!r}")
+    if cfg.eval.model == "base" and cfg.engine != "bridge":
+        raise ConfigError("eval.model=base evaluates a Hugging Face backbone (model.hf_path): it needs engine=bridge")
     for key in ("data.task", "continuum.pretrain_task", "continuum.strong.task", "continuum.weak.task"):
         try:
             task_names(OmegaConf.select(cfg, key))

@@ -1,37 +1,55 @@
-"""The paper's tables as jobs: `nemo-beyond-nll reproduce TABLE` (math, medical, figfont).
+"""The paper's tables as jobs: `nemo-beyond-nll reproduce TABLE` (math, medical, figfont) and its
+quantile ablation, `nemo-beyond-nll reproduce quantiles`.
 
-A table is a set of recipes under recipes/paper/ (one per backbone) and a list of objectives, both
-in recipes/paper/published.yaml with the paper's own figures. :func:`table_jobs` lists every
-(recipe, objective) job with its resolved config; :func:`run_table` runs each job not finished yet
-(no summary.json in its run folder) through the callables it is given (the CLI's sft and eval), then
-writes the comparison of the finished runs (eval.compare) and `published.md`, the paper's figures
-for the same table, next to it.
+recipes/paper/published.yaml holds, per table, its backbones (one recipe each under recipes/paper/),
+the objectives the paper printed for it, its columns and the paper's figures (see the file's
+header). :func:`table_jobs` lists the jobs: by default the paper's own set (every backbone under
+every objective the paper printed, and one `base` job per backbone that evaluates the untrained
+backbone); `objectives="all"` or a list of keys adds rows the paper does not have, marked so.
+:func:`run_table` runs each job not finished yet (no summary.json in its run folder) through the
+callables it is given (the CLI's sft and eval), then writes our figures beside the paper's
+(:mod:`.eval.published`) and the plain comparison of the finished runs (:mod:`.eval.compare`).
+
+The quantile ablation (:func:`quantile_jobs`) reads the percentiles of the base model's
+target-token probabilities from the probe's report (probe.json's `percentiles`) and plans, for
+each percentile and each of its objectives, a job keeping the tokens above it and one keeping those
+below it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError
 from .eval.compare import SUMMARY_FILE, compare_runs
+from .eval.published import Row, write_paper_comparison
 from .recipe import load_recipe
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "recipes" / "paper"
 PUBLISHED_FILE = "published.yaml"
-TABLES = ("math", "medical", "figfont")
+PROBE_FILE = "probe.json"
+QUANTILES_FILE = "quantiles.json"
+BASE = "base"  # the objective key of a job that trains nothing
 
 
 @dataclass
 class Job:
     recipe: Path
-    objective: Dict[str, Any]
+    key: str  # the objective's key in published.yaml (or a quantile job's own)
+    objective: Dict[str, Any]  # {label, loss, loss_args}; no loss for the base job
     overrides: List[str]
     cfg: DictConfig
+    in_paper: bool = True
+
+    @property
+    def trains(self) -> bool:
+        return "loss" in self.objective
 
     @property
     def run_dir(self) -> Path:
@@ -43,8 +61,11 @@ class Job:
 
     @property
     def label(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in (self.objective.get("loss_args") or {}).items())
-        return f"{self.recipe.stem} {self.objective['loss']}" + (f"({args})" if args else "")
+        return f"{self.recipe.stem} {self.objective['label']}" + ("" if self.in_paper else " (not in the paper)")
+
+    @property
+    def command(self) -> str:
+        return f"nemo-beyond-nll {'sft' if self.trains else 'eval'} --config {self.recipe} " + " ".join(self.overrides)
 
 
 def load_tables(paper_dir: Union[str, Path] = PAPER_DIR) -> Dict[str, Any]:
@@ -54,70 +75,210 @@ def load_tables(paper_dir: Union[str, Path] = PAPER_DIR) -> Dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def objective_overrides(objective: Dict[str, Any]) -> List[str]:
-    """Hydra overrides selecting `objective` ({loss, loss_args}) on a recipe."""
+def table_names(paper_dir: Union[str, Path] = PAPER_DIR) -> List[str]:
+    return list(load_tables(paper_dir).get("tables", {}))
+
+
+def objective_overrides(objective: Mapping[str, Any]) -> List[str]:
+    """Hydra overrides selecting `objective` ({loss, loss_args}) on a recipe; the base job's select
+    the untrained backbone for evaluation."""
+    if "loss" not in objective:
+        return ["eval.model=base"]
     out = [f"model.loss={objective['loss']}"]
     out += [f"+model.loss_args.{k}={v}" for k, v in (objective.get("loss_args") or {}).items()]
     return out
 
 
-def table_jobs(table: str, paper_dir: Union[str, Path] = PAPER_DIR, extra: List[str] = ()) -> List[Job]:
-    """Every job of `table`: each backbone's recipe under each objective, resolved and checked."""
+def _run_dir(cfg: DictConfig, objective: Mapping[str, Any]) -> str:
+    """The job's run folder: the recipe's checkpoint.dir resolved for the job's loss (`base` for
+    the base job), with the objective's arguments appended so that each gets its own folder."""
+    raw = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    raw.model.loss = objective.get("loss", BASE)
+    tag = "_".join(f"{k}{v}" for k, v in (objective.get("loss_args") or {}).items())
+    return str(raw.checkpoint.dir) + (f"_{tag}" if tag else "")
+
+
+def _job(recipe: Path, key: str, objective: Mapping[str, Any], extra: Sequence[str], in_paper: bool) -> Job:
+    overrides = [*objective_overrides(objective), *extra]
+    cfg = load_recipe(recipe, overrides)
+    cfg.checkpoint.dir = _run_dir(cfg, objective)
+    overrides.append(f"checkpoint.dir={cfg.checkpoint.dir}")  # so that the printed command is exact
+    return Job(recipe, key, dict(objective), overrides, cfg, in_paper)
+
+
+def _unique_run_dirs(jobs: Sequence[Job]) -> List[Job]:
+    seen: Dict[Path, str] = {}
+    for job in jobs:
+        if job.run_dir in seen:
+            raise ConfigError(f"two jobs share the run folder {job.run_dir} ({seen[job.run_dir]} and {job.label}): "
+                              "keep ${model.loss} in checkpoint.dir")
+        seen[job.run_dir] = job.label
+    return list(jobs)
+
+
+def _objective_keys(data: Mapping[str, Any], table: str, objectives: Union[None, str, Sequence[str]]) -> List[str]:
+    """The table's objective keys, then the extra ones asked for ("all": every other key)."""
+    keys = list(data["tables"][table]["objectives"])
+    if objectives is None:
+        return keys
+    known = list(data["objectives"])
+    wanted = [k for k in known if k not in keys] if objectives == "all" else list(objectives)
+    for key in wanted:
+        if key not in known:
+            raise ConfigError(f"unknown objective {key!r} for reproduce; choose from all, {', '.join(known)}")
+    return keys + [k for k in wanted if k not in keys]
+
+
+def table_jobs(table: str, paper_dir: Union[str, Path] = PAPER_DIR, extra: Sequence[str] = (),
+               objectives: Union[None, str, Sequence[str]] = None) -> List[Job]:
+    """Every job of `table`: each backbone's recipe under each objective (the paper's, and any
+    extra asked for), resolved and checked."""
     data = load_tables(paper_dir)
     if table not in data.get("tables", {}):
         raise ConfigError(f"unknown table {table!r}; choose from {', '.join(data.get('tables', {}))}")
+    entry = data["tables"][table]
     jobs = []
-    names = {}
-    for recipe in data["tables"][table]["recipes"]:
-        path = Path(paper_dir) / f"{recipe}.yaml"
-        for objective in data["objectives"]:
-            overrides = objective_overrides(objective)
-            cfg = load_recipe(path, [*overrides, *extra])
-            tag = "_".join(f"{k}{v}" for k, v in (objective.get("loss_args") or {}).items())
-            if tag:  # one run folder per objective and arguments
-                cfg.checkpoint.dir = f"{cfg.checkpoint.dir}_{tag}"
-            if cfg.checkpoint.dir in names:
-                raise ConfigError(f"two jobs share the run folder {cfg.checkpoint.dir}")
-            names[cfg.checkpoint.dir] = True
-            jobs.append(Job(path, objective, [*overrides, *extra], cfg))
-    return jobs
+    for recipe in entry["recipes"]:
+        for key in _objective_keys(data, table, objectives):
+            jobs.append(_job(Path(paper_dir) / f"{recipe}.yaml", key, data["objectives"][key], extra,
+                             key in entry["objectives"]))
+    return _unique_run_dirs(jobs)
 
 
-def published_markdown(table: str, paper_dir: Union[str, Path] = PAPER_DIR) -> str:
-    """The paper's own figures for `table` as a Markdown table, or a line saying there are none."""
+def backbone_name(job: Job) -> str:
+    """The backbone as a reader knows it: the last part of its Hugging Face id."""
+    return str(job.cfg.model.hf_path).rstrip("/").split("/")[-1]
+
+
+def published_figures(table: str, job: Job, paper_dir: Union[str, Path] = PAPER_DIR) -> str:
+    """The paper's figures this job is compared with, on one line."""
     entry = load_tables(paper_dir)["tables"][table]
-    published = entry.get("published") or {}
-    benchmarks = entry["benchmarks"]
-    if not published:
-        return (f"# {table}: the paper's published figures\n\nNone recorded: fill `tables.{table}.published` in "
-                f"recipes/paper/{PUBLISHED_FILE} from the paper's {table} table.\n")
-    lines = [f"# {table}: the paper's published figures (percent)", "",
-             "| run | objective | " + " | ".join(benchmarks) + " |", "|---|---|" + "---|" * len(benchmarks)]
-    for recipe, rows in published.items():
-        for objective, values in rows.items():
-            cells = [str(values.get(b, "-")) for b in benchmarks]
-            lines.append(f"| {recipe} | {objective} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    figures = (entry.get("published") or {}).get(job.recipe.stem, {}).get(job.key)
+    if not figures:
+        return "no published figure (not in the paper)"
+    return ", ".join(f"{name} {value:.2f}" for name, value in figures.items())
 
 
-def run_table(table: str, sft: Callable[[DictConfig], int], evaluate: Callable[[DictConfig], int],
-              out_dir: Union[str, Path], paper_dir: Union[str, Path] = PAPER_DIR, extra: List[str] = (),
-              log: Optional[Callable[[str], None]] = None) -> str:
-    """Run the unfinished jobs of `table` (sft, then eval), then write the comparison and the
-    paper's figures into `out_dir`. Returns the comparison's Markdown."""
+def job_counts(jobs: Sequence[Job]) -> str:
+    training = sum(job.trains for job in jobs)
+    return f"{training} training jobs and {len(jobs) - training} base jobs"
+
+
+def _summary(job: Job) -> Optional[Dict[str, Any]]:
+    if not job.done:
+        return None
+    try:
+        return json.loads((job.run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{job.run_dir / SUMMARY_FILE}: cannot read it ({err})") from None
+
+
+def compare_table(table: str, jobs: Sequence[Job], out_dir: Union[str, Path],
+                  paper_dir: Union[str, Path] = PAPER_DIR) -> str:
+    """Our finished jobs beside the paper's figures (every job of `jobs` gets its rows; those not
+    finished show as such), plus the plain comparison of the finished runs. Returns the Markdown."""
+    entry = load_tables(paper_dir)["tables"][table]
+    rows = [Row(job.recipe.stem, job.key, backbone_name(job), job.objective["label"], job.in_paper) for job in jobs]
+    summaries = {(job.recipe.stem, job.key): _summary(job) for job in jobs}
+    markdown = write_paper_comparison(table, entry, rows, summaries, out_dir)
+    finished = [job.run_dir for job in jobs if job.done]
+    if finished:
+        markdown += "\n### every finished run, by its summary\n\n" + compare_runs(finished, out_dir)
+    return markdown
+
+
+def run_jobs(jobs: Sequence[Job], sft: Callable[[DictConfig], int], evaluate: Callable[[DictConfig], int],
+             log: Optional[Callable[[str], None]] = None) -> None:
+    """Run every unfinished job: sft then eval, or eval alone for a base job."""
     log = log or (lambda line: None)
-    jobs = table_jobs(table, paper_dir, list(extra))
     for job in jobs:
         if job.done:
             log(f"done already: {job.label} ({job.run_dir})")
             continue
-        log(f"sft: {job.label}")
-        if sft(job.cfg):
-            raise RuntimeError(f"sft failed for {job.label}")
+        if job.trains:
+            log(f"sft: {job.label}")
+            if sft(job.cfg):
+                raise RuntimeError(f"sft failed for {job.label}")
         log(f"eval: {job.label}")
         if evaluate(job.cfg):
             raise RuntimeError(f"eval failed for {job.label}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "published.md").write_text(published_markdown(table, paper_dir), encoding="utf-8")
-    return compare_runs([job.run_dir for job in jobs if job.done], out_dir)
+
+
+def run_table(table: str, sft: Callable[[DictConfig], int], evaluate: Callable[[DictConfig], int],
+              out_dir: Union[str, Path], paper_dir: Union[str, Path] = PAPER_DIR, extra: Sequence[str] = (),
+              objectives: Union[None, str, Sequence[str]] = None,
+              log: Optional[Callable[[str], None]] = None) -> str:
+    """Run the unfinished jobs of `table`, then write the comparison into `out_dir`; returns its Markdown."""
+    jobs = table_jobs(table, paper_dir, extra, objectives)
+    run_jobs(jobs, sft, evaluate, log)
+    return compare_table(table, jobs, out_dir, paper_dir)
+
+
+# The quantile ablation ---------------------------------------------------------------------------
+
+def quantile_spec(paper_dir: Union[str, Path] = PAPER_DIR) -> Dict[str, Any]:
+    spec = load_tables(paper_dir).get("quantiles")
+    if not spec:
+        raise ConfigError(f"no quantiles section in {Path(paper_dir) / PUBLISHED_FILE}")
+    return spec
+
+
+def probe_dir(cfg: DictConfig) -> Path:
+    """Where the quantile ablation probes the base model: `quantiles/` beside the recipe's runs."""
+    return Path(cfg.checkpoint.dir).parent / "quantiles"
+
+
+def read_percentiles(folder: Union[str, Path]) -> Optional[Dict[int, float]]:
+    """The percentiles of the probe's report in `folder` ({5: p, 10: p, ...}), or None before a probe."""
+    path = Path(folder) / PROBE_FILE
+    if not path.is_file():
+        return None
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))["stats"]
+        return {int(k): float(v) for k, v in stats["percentiles"].items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: no percentiles in it ({err}); probe again") from None
+
+
+def quantile_jobs(recipe: Union[str, Path], percentiles: Mapping[int, float], extra: Sequence[str] = (),
+                  paper_dir: Union[str, Path] = PAPER_DIR) -> List[Job]:
+    """For each percentile and each of the ablation's objectives, a job keeping the tokens with p
+    above the percentile's value (top) and one keeping those below it (bottom)."""
+    spec = quantile_spec(paper_dir)
+    missing = [q for q in spec["percentiles"] if q not in percentiles]
+    if missing:
+        raise ConfigError(f"the probe gave no {missing[0]}th percentile; probe again")
+    jobs = []
+    for label, loss in spec["objectives"].items():
+        for keep, side in (("above", "top"), ("below", "bottom")):
+            for q in spec["percentiles"]:
+                threshold = float(f"{percentiles[q]:.6g}")
+                objective = {"label": f"{label} {side} q{q} (p {'>=' if keep == 'above' else '<='} {threshold})",
+                             "loss": loss, "loss_args": {"threshold": threshold, "keep": keep}}
+                jobs.append(_job(Path(recipe), f"{loss}_{side}{q}", objective, extra, True))
+    return _unique_run_dirs(jobs)
+
+
+def percentile_table(ours: Mapping[int, float], published: Mapping[int, float], recipe: str,
+                     published_recipe: str) -> str:
+    """Our percentiles beside the authors' published ones, as Markdown."""
+    note = "" if recipe == published_recipe else f" (the authors' are for {published_recipe}, not this recipe)"
+    lines = [f"percentiles of the base model's target-token probabilities{note}", "",
+             "| percentile | ours | the authors' |", "|---:|---:|---:|"]
+    for q in sorted(set(ours) | set(published)):
+        mine, theirs = ours.get(q), published.get(q)
+        lines.append(f"| {q} | {'-' if mine is None else f'{mine:.6g}'} | {'-' if theirs is None else f'{theirs:.6g}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_quantiles(folder: Union[str, Path], ours: Mapping[int, float], spec: Mapping[str, Any], recipe: str) -> Path:
+    """quantiles.json in the probe's folder: our percentiles and the authors'."""
+    from .utils.files import atomic_write_text
+
+    path = Path(folder) / QUANTILES_FILE
+    atomic_write_text(path, json.dumps({"recipe": recipe, "percentiles": {str(q): v for q, v in sorted(ours.items())},
+                                        "published": {"recipe": spec["recipe"],
+                                                      "percentiles": {str(q): v for q, v in spec["published"].items()}}},
+                                       indent=2) + "\n")
+    return path
+

@@ -22,7 +22,7 @@ MAY_IMPORT = {
     "megatron": {"core", "data", "probe"},
     "engines": {"core", "config", "data", "megatron", "probe", "utils"},
     "eval": {"config", "data", "domains", "engines", "utils"},
-    "reproduce": {"config", "eval", "recipe"},
+    "reproduce": {"config", "eval", "recipe", "utils"},
     "cli": {"config", "data", "domains", "engines", "eval", "recipe", "reproduce", "utils"},
     "__main__": {"cli"},
     # (data/__init__.py's __getattr__ resolves the former data.build from domains on first use, by

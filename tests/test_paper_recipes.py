@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from nemo_beyond_nll.config import ConfigError
 from nemo_beyond_nll.recipe import load_recipe
 from nemo_beyond_nll.reproduce import PAPER_DIR, load_tables, run_table, table_jobs
 
@@ -49,41 +50,157 @@ def test_tables_name_existing_recipes():
             assert (PAPER_DIR / f"{recipe}.yaml").is_file(), recipe
 
 
-def test_jobs_cover_backbones_times_objectives():
-    jobs = table_jobs("math")
-    assert len(jobs) == 4 * len(load_tables()["objectives"])
-    assert len({j.run_dir for j in jobs}) == len(jobs)
-    assert {j.cfg.model.loss for j in jobs} == {"nll", "neg_p", "neg_p_power", "neg_p_threshold", "nll_threshold"}
+# What the paper printed (Tables 1-3): the objectives of each table and its columns, in order.
+PAPER_OBJECTIVES = {"math": ["base", "nll", "nll_top0.2", "neg_p"], "medical": ["base", "nll", "neg_p"],
+                    "figfont": ["base", "nll", "neg_p"]}
+PAPER_COLUMNS = {
+    "math": ["Math500", "Minerva", "Olympiad", "AIME24", "AMC23", "Avg"],
+    "medical": ["MedMC", "MedQA", "PubMed", "MMLU-P", "GPQA", "Lancet", "MedB(4)", "MedB(5)", "MedX", "NEJM", "Avg"],
+    "figfont": ["EM", "JW"],
+}
 
 
-def test_run_table_skips_finished_jobs_and_compares(tmp_path):
+def test_published_file_is_complete():
+    data = load_tables()
+    count = 0
+    for table, entry in data["tables"].items():
+        assert entry["objectives"] == PAPER_OBJECTIVES[table]
+        assert [c["name"] for c in entry["columns"] if c.get("paper", True)] == PAPER_COLUMNS[table]
+        assert set(entry["published"]) == set(entry["recipes"])
+        for recipe, rows in entry["published"].items():
+            assert list(rows) == entry["objectives"], recipe
+            for objective, figures in rows.items():
+                assert list(figures) == PAPER_COLUMNS[table], (recipe, objective)
+                assert all(isinstance(v, (int, float)) and 0 <= v <= 100 for v in figures.values())
+                count += len(figures)
+                if "Avg" in figures:  # a typo shows as an average far from its row
+                    row = [v for k, v in figures.items() if k != "Avg"]
+                    # medical: the printed averages sit 0.6-3.6 below the ten columns' mean (see the README)
+                    bound = 0.2 if table == "math" else 4.0
+                    assert abs(figures["Avg"] - sum(row) / len(row)) < bound, (recipe, objective)
+    assert count == 252  # every figure of Tables 1-3
+
+
+def test_published_spot_figures():
+    published = {t: e["published"] for t, e in load_tables()["tables"].items()}
+    assert published["math"]["qwen2.5-math-1.5b_math"]["neg_p"]["Avg"] == 32.75  # printed; the mean is 32.62
+    assert published["math"]["qwen2.5-math-7b_math"]["nll_top0.2"]["AMC23"] == 47.81
+    assert published["medical"]["llama3.1-8b_medical"]["neg_p"]["GPQA"] == 44.87
+    assert published["figfont"]["qwen2.5-7b_figfont"]["nll"] == {"EM": 35.2, "JW": 82.48}
+
+
+def test_paper_job_set():
+    expected = {"math": (12, 4), "medical": (8, 4), "figfont": (8, 4)}
+    for table, (training, base) in expected.items():
+        jobs = table_jobs(table)
+        assert sum(j.trains for j in jobs) == training and sum(not j.trains for j in jobs) == base
+        assert len({j.run_dir for j in jobs}) == len(jobs) and all(j.in_paper for j in jobs)
+        for job in jobs:
+            if job.trains:
+                assert job.cfg.eval.model == "checkpoint"
+            else:
+                assert job.cfg.eval.model == "base" and job.run_dir.name == "base"
+    thresholded = [j for j in table_jobs("math") if j.cfg.model.loss == "nll_threshold"]
+    assert len(thresholded) == 4
+    assert all(dict(j.cfg.model.loss_args) == {"threshold": 0.2, "keep": "above"} for j in thresholded)
+    losses = {j.cfg.model.loss for j in table_jobs("medical") if j.trains}
+    assert losses == {"nll", "neg_p"}
+
+
+def test_extra_objectives_are_marked_not_in_the_paper():
+    jobs = table_jobs("figfont", objectives="all")
+    extra = [j for j in jobs if not j.in_paper]
+    assert len(extra) == 4 * (len(load_tables()["objectives"]) - 3)
+    assert {j.key for j in extra} >= {"neg_p_power10", "nll_top0.2"}  # nll_top0.2 is not in the figfont table
+    assert all("(not in the paper)" in j.label for j in extra)
+    chosen = table_jobs("math", objectives=["neg_p_power10"])
+    assert len(chosen) == 16 + 4 and sum(j.cfg.model.loss == "neg_p_power" for j in chosen) == 4
+    with pytest.raises(ConfigError, match="unknown objective 'nope' for reproduce"):
+        table_jobs("math", objectives=["nope"])
+
+
+def test_printed_command_reproduces_the_job_config():
+    from omegaconf import OmegaConf
+
+    for job in table_jobs("math")[:4]:
+        again = load_recipe(job.recipe, job.overrides)
+        assert OmegaConf.to_container(again, resolve=True) == OmegaConf.to_container(job.cfg, resolve=True)
+
+
+def _fake_eval(calls):
+    """An eval that writes a summary.json with every field the comparison reads."""
     import json
 
+    def evaluate(cfg):
+        calls.append(("eval", cfg.checkpoint.dir, cfg.eval.model))
+        Path(cfg.checkpoint.dir).mkdir(parents=True, exist_ok=True)
+        value = 0.1 if cfg.eval.model == "base" else 0.3 if cfg.model.loss == "neg_p" else 0.2
+        (Path(cfg.checkpoint.dir) / "summary.json").write_text(json.dumps({
+            "objective": "base" if cfg.eval.model == "base" else cfg.model.loss, "accuracy": {"figfont": value},
+            "figfont_metrics": {"figfont": {"exact_match": value, "jaro_winkler": 2 * value}}}))
+        return 0
+
+    return evaluate
+
+
+def test_run_table_skips_finished_jobs_and_compares_with_the_paper(tmp_path):
     calls = []
 
     def sft(cfg):
         calls.append(("sft", cfg.checkpoint.dir))
         return 0
 
-    def evaluate(cfg):
-        calls.append(("eval", cfg.checkpoint.dir))
-        Path(cfg.checkpoint.dir).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.checkpoint.dir) / "summary.json").write_text(json.dumps(
-            {"objective": cfg.model.loss, "accuracy": {"figfont": 0.5}}))
-        return 0
-
     extra = [f"checkpoint.dir={tmp_path}/runs/${{name}}"]
     jobs = table_jobs("figfont", extra=extra)
-    Path(jobs[0].run_dir).mkdir(parents=True)
-    (jobs[0].run_dir / "summary.json").write_text('{"objective": "nll", "accuracy": {"figfont": 0.9}}')
-    table = run_table("figfont", sft, evaluate, tmp_path / "cmp", extra=extra)
-    assert ("sft", str(jobs[0].run_dir)) not in calls and len(calls) == 2 * (len(jobs) - 1)
-    assert "figfont" in table and (tmp_path / "cmp" / "published.md").is_file()
+    Path(jobs[1].run_dir).mkdir(parents=True)
+    (jobs[1].run_dir / "summary.json").write_text('{"objective": "nll", "accuracy": {"figfont": 0.9}}')
+    table = run_table("figfont", sft, _fake_eval(calls), tmp_path / "cmp", extra=extra)
+    assert not any(c[1] == str(jobs[1].run_dir) for c in calls)
+    assert sum(c[0] == "sft" for c in calls) == 8 - 1 and sum(c[0] == "eval" for c in calls) == 12 - 1
+    assert sum(1 for c in calls if c[0] == "eval" and c[2] == "base") == 4  # base jobs: eval only
+    # Llama-3.2-3B: paper JW base 41.89, -log p 44.39, -p 2.43; ours 20, (the pre-finished run has none), 60
+    jw = table[table.index("#### JW"):]
+    assert "| Llama-3.2-3B | paper | 41.89 | 44.39 | 2.43 |" in jw
+    assert "| | ours | 20.00 | - | 60.00 |" in jw
+    assert "| | diff | -21.89 | - | +57.57 |" in jw
+    assert (tmp_path / "cmp" / "paper_comparison.md").is_file() and (tmp_path / "cmp" / "comparison.md").is_file()
 
 
-def test_cli_dry_run_lists_every_job():
+def test_comparison_on_partial_results_names_the_missing(tmp_path):
+    from nemo_beyond_nll.reproduce import compare_table
+
+    extra = [f"checkpoint.dir={tmp_path}/runs/${{name}}"]
+    jobs = table_jobs("math", extra=extra)
+    import json
+
+    done = jobs[2]  # Llama-3.1-8B, -log p 1{p>=0.2}
+    done.run_dir.mkdir(parents=True)
+    (done.run_dir / "summary.json").write_text(json.dumps({
+        "objective": "nll_threshold", "accuracy": {b: 0.5 for b in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")},
+        "mean_at_k": {"math500": 0.25, "minerva_math": 0.1, "olympiadbench": 0.05, "aime24": 0.0, "amc23": 0.1}}))
+    text = compare_table("math", jobs, tmp_path / "cmp")
+    assert "| backbone | objective | | Math500 | Minerva | Olympiad | AIME24 | AMC23 | Avg |" in text
+    assert "| Llama-3.1-8B | -log p 1{p>=0.2} | paper | 24.39 | 10.49 | 5.10 | 0.41 | 11.25 | 10.33 |" in text
+    assert "| | | ours | 25.00 | 10.00 | 5.00 | 0.00 | 10.00 | 10.00 |" in text  # mean@16, not first-sample
+    assert "| | | diff | +0.61 | -0.49 | -0.10 | -0.41 | -1.25 | -0.33 |" in text
+    assert text.count("ours (not run yet)") == 15
+    assert "Qwen2.5-Math-1.5B -p: 32.75 printed, 32.62 by the mean" in text
+
+
+def test_cli_dry_run_lists_the_paper_jobs_with_their_figures():
     proc = subprocess.run(["nemo-beyond-nll", "reproduce", "medical", "--dry-run"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count("## ") == 4 * len(load_tables()["objectives"])
+    assert proc.stdout.count("\n## ") + proc.stdout.startswith("## ") == 12
+    assert "# 8 training jobs and 4 base jobs" in proc.stderr
     assert "loss_reduction: micro_batch" in proc.stdout
+    assert "# paper: MedMC 42.60, MedQA 45.56, PubMed 67.40" in proc.stdout  # Llama-3.2-3B, -log p
+    assert "nemo-beyond-nll eval --config" in proc.stdout and "eval.model=base" in proc.stdout
+
+
+def test_cli_compare_runs_nothing(tmp_path):
+    proc = subprocess.run(["nemo-beyond-nll", "reproduce", "figfont", "--compare", "--out", str(tmp_path / "cmp"),
+                           f"checkpoint.dir={tmp_path}/runs/${{name}}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("ours (not run yet)") == 0 and proc.stdout.count("| | ours | - | - | - |") == 8
+    assert not (tmp_path / "runs").exists()

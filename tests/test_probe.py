@@ -80,3 +80,18 @@ def test_one_histogram_for_probe_runs_and_tensorboard():
     assert counts[0] == 2 and counts[1] == 1 and counts[-1] == 2 and counts[14] == 1
     assert run_histogram(prob, mask) == counts
     assert torch.equal(histogram_edges(), torch.linspace(0, 1, HIST_BINS + 1))
+
+
+def test_percentiles_match_a_sorted_count():
+    # 1001 evenly spaced values: the q-th percentile (linear interpolation) is q/100 exactly.
+    values = torch.linspace(0.0, 1.0, 1001, dtype=torch.float64)
+    s = probability_stats(values[torch.randperm(1001)])
+    assert list(s.percentiles) == ["5", "10", "20", "30", "40", "50", "60", "70", "80", "90"]
+    for q, v in s.percentiles.items():
+        assert v == pytest.approx(int(q) / 100, abs=1e-12)
+        assert float((values <= v + 1e-12).double().mean()) >= int(q) / 100  # at least q% of tokens at or below
+
+
+def test_report_prints_percentiles():
+    s = probability_stats(torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64))
+    assert "percentiles of p: 5% 0.115" in format_report(s, recommend(s))

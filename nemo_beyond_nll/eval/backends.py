@@ -222,13 +222,17 @@ def describe_gpu_eval(cfg) -> str:
 
     sampling = _check_eval_config(cfg)
     paths = run_paths(cfg)
-    lines = ["# GPU evaluation: export to Hugging Face format, generate with vLLM, grade"]
-    try:
-        iteration = latest_checkpoint(paths["checkpoints"])
-        export = paths["run"] / HF_EXPORT_DIR / iteration.name
-        lines.append(f"#   checkpoint {iteration} -> {export}" + (" (exported already)" if export.is_dir() else ""))
-    except FileNotFoundError:
-        lines.append(f"#   checkpoint: none yet in {paths['checkpoints']} (train first)")
+    if cfg.eval.model == "base":
+        lines = ["# GPU evaluation of the untrained backbone: generate with vLLM, grade",
+                 f"#   model: {cfg.model.hf_path} as published (eval.model=base; no checkpoint, no export)"]
+    else:
+        lines = ["# GPU evaluation: export to Hugging Face format, generate with vLLM, grade"]
+        try:
+            iteration = latest_checkpoint(paths["checkpoints"])
+            export = paths["run"] / HF_EXPORT_DIR / iteration.name
+            lines.append(f"#   checkpoint {iteration} -> {export}" + (" (exported already)" if export.is_dir() else ""))
+        except FileNotFoundError:
+            lines.append(f"#   checkpoint: none yet in {paths['checkpoints']} (train first)")
     lines.append(f"#   vLLM: tensor_parallel={cfg.model.tensor_parallel}, "
                  f"chat template: {'yes' if training_used_chat_template(cfg) else 'no'}")
     for name in cfg.eval.benchmarks:
@@ -254,8 +258,10 @@ def run_gpu_eval(cfg) -> int:
     from .benchmark_sets import load_benchmarks
 
     sampling = _check_eval_config(cfg)
+    base = cfg.eval.model == "base"  # the untrained backbone: no checkpoint to find or export
     try:  # before the export and the model load, so that a missing piece costs no GPU time
-        latest_checkpoint(run_paths(cfg)["checkpoints"])
+        if not base:
+            latest_checkpoint(run_paths(cfg)["checkpoints"])
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from None
     try:
@@ -268,8 +274,8 @@ def run_gpu_eval(cfg) -> int:
                           f"({str(err).splitlines()[0]}); set eval.benchmark_dir to local copies") from None
     # Every input checked, nothing written yet: now one writer of eval/*.jsonl.partial and summary.json.
     acquire_on_rank_zero(run_paths(cfg)["run"])
-    objective = objective_from_config(cfg)
-    model_dir = export_hf_checkpoint(cfg)
+    objective = "base" if base else objective_from_config(cfg)
+    model_dir = cfg.model.hf_path if base else export_hf_checkpoint(cfg)
     model = load_vllm(model_dir, tensor_parallel=cfg.model.tensor_parallel, seed=cfg.trainer.seed)
     template = _chat_template(model_dir) if training_used_chat_template(cfg) else None
     generate = {}
@@ -279,7 +285,7 @@ def run_gpu_eval(cfg) -> int:
         if template is not None:
             generate[name] = with_prompt_template(generate[name], template)
     summary = evaluate_benchmarks(benchmarks, generate, run_paths(cfg)["run"], sampling=sampling,
-                                  objective=str(objective), loss=objective.name)
+                                  objective=str(objective), loss="base" if base else objective.name)
     for name, accuracy in summary["accuracy"].items():
         count, k = summary["num_samples"][name], summary["num_generations"][name]
         line = f"{name}: accuracy {accuracy:.1%} ({round(accuracy * count)}/{count})"

@@ -308,3 +308,22 @@ def test_run_gpu_eval_refuses_a_run_folder_in_use(tmp_path, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_base_model_eval_loads_the_backbone_and_exports_nothing(tmp_path, monkeypatch):
+    calls = fake_vllm(monkeypatch)
+    exports = fake_bridge(monkeypatch)
+    cfg = _gpu_recipe(tmp_path, "eval.model=base", f"checkpoint.dir={tmp_path / 'base'}")
+    assert "the untrained backbone" in describe_gpu_eval(cfg) and "Qwen/Qwen2.5-Math-7B" in describe_gpu_eval(cfg)
+    assert run_gpu_eval(cfg) == 0  # no checkpoint in tmp_path/base: none is needed
+    assert exports == [] and calls["llm"][0]["model"] == "Qwen/Qwen2.5-Math-7B"
+    summary = json.loads((tmp_path / "base" / "summary.json").read_text())
+    assert summary["objective"] == "base" and summary["loss"] == "base"
+    assert summary["accuracy"] == {"math500": 0.5, "amc23": 0.0}
+
+
+def test_base_model_eval_is_a_bridge_choice():
+    with pytest.raises(ConfigError, match="eval.model=base .* needs engine=bridge"):
+        load_recipe(RECIPES / "tiny_cpu.yaml", ["eval.model=base"])
+    with pytest.raises(ConfigError, match="eval.model must be one of checkpoint, base"):
+        load_recipe(MATH_RECIPE, ["eval.model=trained"])
