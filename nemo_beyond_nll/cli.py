@@ -333,11 +333,14 @@ def cmd_data_paper(args) -> int:
         raise CLIError("--protocol paper needs --family (qwen, llama or deepseek) or --tokenizer (the backbone's id)")
     if args.max_length and tokenizer is None:
         raise CLIError("--max-length needs --tokenizer (the backbone's Hugging Face id)")
+    if args.test_size is not None and (args.domain != "figfont" or args.test_size < 1):
+        raise CLIError(f"--test-size takes a number >= 1 and applies to figfont only, got {args.test_size} for {args.domain}")
     out = args.out or f"data/paper/{args.domain}_{family}"
     report = _built(args.domain, lambda: build_paper(
         args.domain, args.source, out, family=family,
         chat_template=hf_chat_template(tokenizer) if tokenizer is not None else None,
-        tokenizer=tokenizer if args.max_length else None, max_length=args.max_length, limit=args.limit))
+        tokenizer=tokenizer if args.max_length else None, max_length=args.max_length, limit=args.limit,
+        test_limit=args.test_size))
     print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "dropped", "notes") if k in report}, indent=2))
     print(f"wrote {out}/train.jsonl and report.json", file=sys.stderr)
     return 0
@@ -482,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["ours", "paper"], default="ours",
                    help="paper: the rows of the paper's runs (the authors' hub subsets, their prompts and "
                         "targets; --max-length then cuts long rows at their end); see nemo_beyond_nll.domains.paper")
+    p.add_argument("--test-size", type=int, help="--protocol paper, figfont: test puzzles (default 5000, the authors' "
+                                                 "set; 20000 with --source generate is the paper's count)")
     p.add_argument("--family", choices=["qwen", "llama", "deepseek"],
                    help="--protocol paper: the backbone family whose prompt format to use (default: from --tokenizer)")
     p.set_defaults(func=cmd_data)

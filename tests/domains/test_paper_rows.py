@@ -133,3 +133,16 @@ def test_cli_paper_protocol(tmp_path):
     proc = subprocess.run(["nemo-beyond-nll", "data", "math", "--protocol", "paper", "--source",
                            str(tmp_path / "medical.jsonl")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--family" in proc.stderr
+
+
+def test_cli_figfont_test_size(tmp_path):
+    proc = subprocess.run(["nemo-beyond-nll", "data", "figfont", "--protocol", "paper", "--family", "qwen", "--source",
+                           "generate", "--limit", "3", "--test-size", "7", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    test = read_jsonl(tmp_path / "out" / "test.jsonl")
+    assert len(test) == 7 and test[:4] == list(map(lambda i: {k: i[k] for k in ("question", "answer", "font")},
+                                                     figfont_items(40000, 40004)))  # the same stream, from item 40000
+    proc = subprocess.run(["nemo-beyond-nll", "data", "medical", "--protocol", "paper", "--family", "qwen",
+                           "--test-size", "7"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "applies to figfont only" in proc.stderr
