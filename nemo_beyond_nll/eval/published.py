@@ -4,7 +4,8 @@ A table is described by plain data (one entry of recipes/paper/published.yaml's 
 
     {"columns": [{"name": "Math500", "read": ["mean_at_k", "math500"]}, ..., {"name": "Avg"}],
      "published": {recipe: {objective key: {column name: percent}}},
-     "layout": "by_row" (default) | "by_objective", "metric": "what the figures measure"}
+     "layout": "by_row" (default) | "by_objective", "metric": "what the figures measure",
+     "note": "a line printed under the table"}
 
 A column's `read` is the path of our value (a fraction) inside a run's summary.json; the column
 named `Avg` has none: ours is the plain mean of the paper's columns before it, the paper's is its
@@ -172,7 +173,10 @@ def paper_comparison_markdown(title: str, spec: Mapping[str, Any], rows: Sequenc
     alone = [c["name"] for c in spec["columns"] if not c.get("paper", True)]
     if alone:
         notes.append(f"{', '.join(alone)}: ours alone; the paper prints no such column.")
+    if spec.get("note"):
+        notes.append(spec["note"])
     if notes:
+        text[-1] = text[-1].rstrip("\n") + "\n"
         text += [""] + [f"- {note}" for note in notes]
     return "\n".join(text).rstrip("\n") + "\n"
 
