@@ -2,23 +2,27 @@
 
 :func:`extract_answer` is the last \\boxed{...}; :func:`final_answer` reads a solution as a grader
 would: the last box (or, for an answer of several parts, the last boxes together), else the last
-statement such as "The final answer is 5" / "Final Answer: 5" / "**Answer:** 5", else a last line
-that is nothing but an expression.
+statement such as "The final answer is 5" / "Final Answer: 5" / "**Answer:** 5" (or a JSON
+{"answer": ...}), else a last line that is nothing but an expression; after the reasoning, when an
+output marks where it ends (`</think>`).
 
 Equivalence is math-verify's (LaTeX and plain expressions to sympy, then numeric, symbolic, set,
 interval and matrix comparison), with these additions: a percentage also equals its fraction
 (50\\% == 50 == 0.5); a repeating decimal (0.\\overline{3}, 0.(3), 0.333...) is its fraction; an
 inequality in one variable (x > 3, -1 < x \\le 2, x < 1 or x > 2) is its interval (union); a number
-followed by plain words (10 dollars) is the number; answers that are plain words compare as words
-(math-verify would read "east" as the product e*a*s*t, equal to "teas"); and every comparison has
-a time limit.
+followed by plain words (10 dollars) is the number; words in \\text{} and a leading label are
+dropped ("\\text{Total: } 42", an AMC "\\textbf{(C)}\\ 12"); a number in words is its numeral;
+thousands separated by spacing commands (1\\,000, 1~000) and e-notation (1.3e-7) are numbers;
+answers that are plain words compare as words (math-verify would read "east" as the product
+e*a*s*t, equal to "teas"); and every comparison has a time limit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ...utils.time_limit import call_with_time_limit
 
@@ -40,7 +44,7 @@ def extract_answer(text: Optional[str]) -> Optional[str]:
     holds an intermediate one).
     """
     boxes = _boxes(_checked(text))
-    return boxes[-1] if boxes else None
+    return boxes[-1][0] if boxes else None
 
 
 def _checked(text: Optional[str]) -> str:
@@ -51,8 +55,9 @@ def _checked(text: Optional[str]) -> str:
     return text
 
 
-def _boxes(text: str) -> List[Optional[str]]:
-    """The stripped content of every box in `text`, in order; None for an empty or unclosed one."""
+def _boxes(text: str) -> List[Tuple[Optional[str], int]]:
+    """Every box in `text`, in order: its stripped content (None for an empty or unclosed one) and
+    where its content starts."""
     found = []
     for box in _BOX.finditer(text):
         rest = text[box.end():]
@@ -62,39 +67,87 @@ def _boxes(text: str) -> List[Optional[str]]:
         else:
             match = _UNBRACED_BOX_CONTENT.match(rest)
             content = match.group(1).rstrip(".,;") if match else None
-        found.append(content.strip() if content is not None and content.strip() else None)
+        found.append((content.strip() if content is not None and content.strip() else None, box.end()))
     return found
 
 
 def final_answer(text: Optional[str], parts: int = 1) -> Optional[str]:
     """The final answer of solution `text`, read as a grader would; None when it gives none.
 
+    Only the part after the reasoning counts when the output marks one (see :func:`answer_part`).
+
     1. Boxes: the last box, as :func:`extract_answer` (a last box cut off or empty means no answer).
        When the answer has `parts` > 1 parts (see :func:`answer_parts`) and the last box holds only
        one, the last `parts` boxes are the answer, joined as "a, b": a solution that boxes x and y
-       separately answers the pair. An interval's two ends are not parts.
-    2. Otherwise the last statement of the answer: "final answer is", "the answer is", "Answer:"
-       (also in bold, "**Final Answer:** ..."), taking the first formula after it ($...$, \\(...\\),
+       separately answers the pair. An interval's two ends are not parts. An answer statement
+       after the last box that corrects it ("Wait, ... the answer is actually 5") wins.
+    2. Otherwise a JSON object's answer (see :func:`json_answer`).
+    3. Otherwise the last statement of the answer: "final answer is", "the answer is", "Answer:"
+       (also in bold, "**Final Answer:** ...", and in Spanish, French, German, Italian,
+       Portuguese, Russian and Chinese), taking the first formula after it ($...$, \\(...\\),
        \\[...\\]) or else the rest of its sentence; a statement ending its line takes the next line.
-    3. Otherwise the last line, if it is nothing but a formula ("$\\frac{1}{2}$", "\\[ x = 5 \\]").
-    4. Otherwise a concluding last sentence ("Therefore, ...", "Thus ...", "So ...", "Hence ...")
+    4. Otherwise the last line, if it is nothing but a formula ("$\\frac{1}{2}$", "\\[ x = 5 \\]").
+    5. Otherwise a concluding last sentence ("Therefore, ...", "Thus ...", "So ...", "Hence ...")
        with exactly one formula in it, or else exactly one number: "Thus, she earns $18$ dollars."
     """
-    text = _checked(text)
+    text = answer_part(_checked(text))
     boxes = _boxes(text)
     if boxes:
-        last = boxes[-1]
+        last, start = boxes[-1]
+        after = text[start:]
+        if _CORRECTION.search(after):
+            corrected = _from_statement(after)
+            if corrected is not None:
+                return corrected
         if last is None:
             return None
-        if parts > 1 and answer_parts(last) == 1 and len(boxes) >= parts and None not in boxes[-parts:]:
-            return ", ".join(boxes[-parts:])
+        contents = [content for content, _ in boxes[-parts:]]
+        if parts > 1 and answer_parts(last) == 1 and len(boxes) >= parts and None not in contents:
+            return ", ".join(contents)
         return last
-    return _from_statement(text) or _from_last_line(text) or _from_conclusion(text)
+    return json_answer(text) or _from_statement(text) or _from_last_line(text) or _from_conclusion(text)
 
 
+# Words that take back an answer already given: a statement after them replaces the last box.
+_CORRECTION = re.compile(r"\b(?:wait|actually|correction|mistake|oops|instead)\b", re.IGNORECASE)
+# The end of a reasoning section: the answer is what follows it ("<think>...</think> answer").
+_REASONING_END = re.compile(r"</think>|^#+\s*final\s+response\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def answer_part(text: str) -> str:
+    """The part of `text` after its reasoning (after the last `</think>` or a "## Final Response"
+    heading) when there is one and it is not blank; else all of `text`. A draft answer inside
+    the reasoning is not the answer."""
+    ends = list(_REASONING_END.finditer(text))
+    rest = text[ends[-1].end():] if ends else ""
+    return rest if rest.strip() else text
+
+
+_JSON_START = re.compile(r"\{\s*\"")
+_JSON_KEY = re.compile(r"(?:final_|correct_)?(?:answer|choice|option)", re.IGNORECASE)
+
+
+def json_answer(text: str) -> Optional[str]:
+    """The answer field of the last JSON object in `text` ({"answer": "B"}, {"final_answer": 7}),
+    as text; None when there is none. JSON escapes are undone ("\\\\frac" is "\\frac")."""
+    decoder = json.JSONDecoder()
+    for start in reversed([m.start() for m in _JSON_START.finditer(text)]):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            for key, field in value.items():
+                if _JSON_KEY.fullmatch(str(key)) and isinstance(field, (str, int, float)) and str(field).strip():
+                    return str(field).strip()
+    return None
+
+
+_ANSWER_WORDS = r"final\s+answer|the\s+answer|answer|respuesta|r[ée]ponse|antwort|risposta|resposta|ответ"
 _STATEMENT = re.compile(
-    r"\b(?:final\s+answer|the\s+answer|answer)(?:\s+to\s+(?:the|this)\s+(?:question|problem))?"
-    r"\s*(?:\*\*\s*)?(?:is|would\s+be|=|:)\s*(?:\*\*)?(?:\s*:)?",
+    rf"(?:\b(?:{_ANSWER_WORDS})(?:\s+(?:final|finale|to\s+(?:the|this)\s+(?:question|problem)))?|(?:最终)?答案)"
+    r"\s*(?:\*\*\s*)?(?:(?:is|would\s+be|es|est|ist|lautet)(?![A-Za-z])|è|é|是|为|為|=|:|：)\s*(?:\*\*)?(?:\s*:)?"
+    r"(?:\s*(?:actually|really|indeed)\b)?",  # "the answer is actually 5"
     re.IGNORECASE,
 )
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
@@ -190,7 +243,8 @@ def answer_parts(answer: str) -> int:
     return count
 
 
-_THOUSANDS = re.compile(r"(?<=\d)(?:,|\{,\})(?=\d{3}(?!\d))")
+# A thousands separator: a comma, "{,}", ",\!", or a spacing command or space ("1\,000", "1~000").
+_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|,|\{,\}|\\[,;:! ]|~|[\u00a0\u2009\u202f])(?=\d{3}(?!\d))")
 
 
 def _braced_content(text: str) -> Optional[str]:
@@ -265,25 +319,72 @@ def _parsed_forms(answer: str) -> list:
 
 
 def _rewritten(text: str) -> List[str]:
-    """The answer (less a closing full stop and a modulus), then the forms it may also be read as:
-    percentages as fractions, repeating decimals as fractions, an inequality as its interval, a
-    number without the words after it."""
+    """The answer (less a closing full stop and a modulus; thousands separators as commas; e-notation
+    as a power of ten), then the forms it may also be read as: the same without \\text{} and a
+    leading label, and of each, a number in words as its numeral, percentages and repeating
+    decimals as fractions, an inequality as its interval, a number without the words after it."""
     text = re.sub(r"(?<!\.)\.$", "", text.strip()).strip() or text  # a closing full stop
     text = _MODULUS.sub("", text).strip() or text  # "2 \\pmod 7" is the residue 2
-    texts = [text]
-    decimals = _repeating_as_fractions(text)
-    if decimals != text:
-        texts.append(decimals)
-    for candidate in list(texts):
-        if _PERCENT.search(candidate):
-            texts.append(_PERCENT.sub(r"\\frac{\1}{100}", candidate))
-    interval = _inequality_as_interval(text)
-    if interval:
-        texts.append(interval)
-    worded = _TRAILING_WORDS.fullmatch(text)
-    if worded:
-        texts.append(worded.group(1))
-    return texts
+    # math-verify reads "1,000" as a thousand but "1\,000" as 1 * 0, and "1.3e-7" as 1.3 * e - 7
+    text = _THOUSANDS.sub(",", text)
+    text = _E_NOTATION.sub(r"\1 \\times 10^{\2}", text)
+    texts = []
+    for base in dict.fromkeys([text, _without_labels(text)]):
+        forms = [base]
+        numeral = _numeral(base)
+        if numeral:
+            forms.append(numeral)
+        decimals = _repeating_as_fractions(base)
+        if decimals != base:
+            forms.append(decimals)
+        forms += [_PERCENT.sub(r"\\frac{\1}{100}", form) for form in list(forms) if _PERCENT.search(form)]
+        interval = _inequality_as_interval(base)
+        if interval:
+            forms.append(interval)
+        worded = _TRAILING_WORDS.fullmatch(base)
+        if worded:
+            forms.append(worded.group(1))
+        texts += forms
+    return list(dict.fromkeys(texts))
+
+
+_E_NOTATION = re.compile(r"(?<![\w.\\])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
+_SPACING = re.compile(r"\\[,;:! ]|\\q?quad(?![A-Za-z])|~")
+# A label before the value: "The answer is x^2+1", "Total: 42", an AMC choice "(C) 12".
+_LABEL = re.compile(r"^(?:\([A-Z]\)|[A-Za-z][A-Za-z ]*?(?:\s+is|:))\s+(?=\S)")
+
+
+def _without_labels(text: str) -> str:
+    """The answer with the words in \\text{} (and \\textbf{}, \\mbox{}, ...) as plain words, spacing
+    commands as spaces, and a leading label dropped: "\\text{36 students}" is "36 students",
+    "\\textbf{(C)}\\ 12" is "12", "\\text{The answer is } x^2+1" is "x^2+1"."""
+    plain = " ".join(_SPACING.sub(" ", _TEXT_COMMAND.sub(r" \1 ", text)).split())
+    return _LABEL.sub("", plain)
+
+
+_UNITS = {word: n for n, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen".split())}
+_TENS = {word: 10 * n for n, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_SCALES = {"thousand": 1000, "million": 10**6, "billion": 10**9}
+
+
+def _numeral(text: str) -> Optional[str]:
+    """A whole number written in English words ("five", "twenty-four", "one hundred and twenty")
+    as its numeral; None for anything else."""
+    words = re.split(r"[\s-]+", text.strip().lower())
+    known = all(w in _UNITS or w in _TENS or w in _SCALES or w in ("hundred", "and") for w in words)
+    if not known or set(words) == {"and"}:
+        return None
+    total, current = 0, 0
+    for word in words:
+        if word in _UNITS or word in _TENS:
+            current += _UNITS.get(word, 0) + _TENS.get(word, 0)
+        elif word == "hundred":
+            current = (current or 1) * 100
+        elif word in _SCALES:
+            total, current = total + (current or 1) * _SCALES[word], 0
+    return str(total + current)
 
 
 _MODULUS = re.compile(r"\s*(?:\\pmod\s*\{?\s*\w+\s*\}?|\(\s*\\?(?:bmod|mod)\s*\{?\s*\w+\s*\}?\s*\))\s*$")

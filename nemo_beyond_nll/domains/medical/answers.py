@@ -1,28 +1,34 @@
 """Multiple-choice answers: which option a model chose.
 
-:func:`extract_choice` looks, in this order, for a final \\boxed{} choice, the last statement of
-a choice, a last line that is only a choice ("B", "(B)", "**B**", "B. Aspirin"), and finally the
-text of exactly one option anywhere in the output. Statements are "The answer is (B)", "Answer: B",
+:func:`extract_choice` reads the part after the reasoning when the output marks one (`</think>`,
+"## Final Response") and looks, in this order, for a final \\boxed{} choice, a JSON answer
+({"answer": "B"}), the last statement of a choice, a verdict on each option with exactly one
+marked correct ("A. ... - incorrect" / "B. ... - correct"), a last line that is only a choice
+("B", "(B)", "**B**", "B. Aspirin"; not a listing of the options), and finally the text of
+exactly one option anywhere in the output. Statements are "The answer is (B)", "Answer: B",
 "Answer - B", "the correct option is B", "I'd go with B", "B is correct", "it is B" and "So, B." at
-a line's end, and the same in Spanish, French, German, Italian, Portuguese and Chinese ("La
-respuesta es B", "La réponse est B", "Die Antwort ist B", "答案是 B"); a negated option before the
-chosen one is passed over ("not A; it is D", "not A but D"). The first place that names a choice
-decides; if it names several ("B or D", "B and D"), the answer is ambiguous and counts as none.
+a line's end, and the same in Spanish, French, German, Italian, Portuguese, Russian and Chinese
+("La respuesta es B", "La réponse est B", "Die Antwort ist B", "Ответ: B", "答案是 B"); a negated
+option before the chosen one is passed over ("not A; it is D", "not A but D"); "the answer is
+actually D" corrects an earlier one. The first place that names a choice decides; if it names
+several ("B or D", "B and D", two options marked correct), the answer is ambiguous and counts as
+none.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from typing import Dict, Mapping, Optional, Sequence, Union
 
-from ..math.answers import extract_answer
+from ..math.answers import answer_part, extract_answer, json_answer
 
 Options = Union[Mapping[str, str], Sequence[str]]
 
 _AMBIGUOUS = object()
 _ANSWER_WORD = (
-    r"answer|option|choice|respuesta|opci[oó]n|antwort|r[ée]ponse|risposta|resposta"
+    r"answer|option|choice|respuesta|opci[oó]n|antwort|r[ée]ponse|risposta|resposta|ответ"
 )
 _STATEMENT = re.compile(
     rf"(?:\b(?:{_ANSWER_WORD})(?:\s+(?:correct[ae]|corretta|correta|finale?))?\s*(?:ist|est|is|es|would\s+be|should\s+be|è|é|[:=：]|[-–—](?=\s*[(\[]?[A-Z]\b))"
@@ -30,7 +36,7 @@ _STATEMENT = re.compile(
     r"|\b(?:choose|select|pick|go(?:ing)?\s+with|opt\s+for)\b"
     r"|\b(?:it\s+is|it's|it\s+must\s+be)(?=\s+[(\[]?[A-Z][)\]]?(?:[.;,!]|\s*$))"
     r"|\b(?:so|thus|hence|therefore)\s*,?(?=\s*(?:option\s+)?[(\[]?[A-Z][)\]]?[.!]?\s*$))"
-    r"\s*:?\s*(?:(?:either|option|choice|opci[oó]n|la|el|le|die|der)\b\s*)*",
+    r"\s*:?\s*(?:(?:either|option|choice|opci[oó]n|la|el|le|die|der|actually|really|still)\b\s*)*",
     re.IGNORECASE | re.MULTILINE,
 )
 # "D is correct", "(D) is the best answer": a letter stated right, read at its own position.
@@ -92,13 +98,14 @@ def parse_options(prompt: str) -> Dict[str, str]:
 
 def extract_choice(text: Optional[str], options: Options) -> Optional[str]:
     """The option letter chosen in `text`, or None when it names none or several."""
-    return _first_choice(text, options, (_from_box, _from_statement, _from_last_line, _from_option_text))
+    return _first_choice(text, options, _STATED + (_from_option_text,))
 
 
 def stated_choice(text: Optional[str], options: Options) -> Optional[str]:
-    """Like :func:`extract_choice`, but only a choice stated as such (a box, an answer statement,
-    a last line that is a choice) counts, not an option's text merely named in passing."""
-    return _first_choice(text, options, (_from_box, _from_statement, _from_last_line))
+    """Like :func:`extract_choice`, but only a choice stated as such (a box, a JSON answer, an
+    answer statement, verdicts on the options, a last line that is a choice) counts, not an
+    option's text merely named in passing."""
+    return _first_choice(text, options, _STATED)
 
 
 def _first_choice(text, options, finders) -> Optional[str]:
@@ -107,6 +114,7 @@ def _first_choice(text, options, finders) -> Optional[str]:
         return None
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
+    text = answer_part(text)
     for find in finders:
         found = find(text, opts)
         if found is _AMBIGUOUS:
@@ -117,6 +125,7 @@ def _first_choice(text, options, finders) -> Optional[str]:
 
 
 def _clean(span: str) -> str:
+    span = unicodedata.normalize("NFKC", span)  # full-width "Ｂ" and "：" as "B" and ":"
     return _DECORATION.sub("", _TEXT_COMMAND.sub(r"\1", span)).strip()
 
 
@@ -155,6 +164,11 @@ def _from_box(text: str, opts: Dict[str, str]):
     return None if box is None else _resolve(box, opts)
 
 
+def _from_json(text: str, opts: Dict[str, str]):
+    value = json_answer(text)
+    return None if value is None else _resolve(value, opts)
+
+
 def _from_statement(text: str, opts: Dict[str, str]):
     tails = [(m.end(), text[m.end():].split("\n", 1)[0]) for m in _STATEMENT.finditer(text)]
     tails += [(m.start(), m.group(1)) for m in _LETTER_IS_RIGHT.finditer(text)]
@@ -165,9 +179,39 @@ def _from_statement(text: str, opts: Dict[str, str]):
     return None
 
 
+# An option line with a verdict: "B. Heparin - incorrect", "**D. Clopidogrel** – Correct.", "Option A: wrong".
+_VERDICT_LINE = re.compile(r"^[\s*_#>-]*(?:(?i:option|choice)\s+)?[(\[]?([A-Z])[)\].:]")
+_VERDICT = re.compile(r"\b(not\s+(?:the\s+)?correct|incorrect|wrong)\b|\b(correct)\b|([❌✗✘])|([✅✓✔])", re.IGNORECASE)
+
+
+def _from_verdicts(text: str, opts: Dict[str, str]):
+    """The one option marked correct when the output gives a verdict line by line on the options
+    ("A. ... - incorrect", "B. ... - correct", "C ❌"); ambiguous when none or several are marked
+    correct; None when fewer than two options get a verdict (not such a list). True/false verdicts
+    are not read: in an "all of the following EXCEPT" question the false one is the answer."""
+    verdicts = {}
+    for line in text.splitlines():
+        option = _VERDICT_LINE.match(line)
+        verdict = _VERDICT.search(line, option.end()) if option and option.group(1) in opts else None
+        if verdict:
+            verdicts[option.group(1)] = bool(verdict.group(2) or verdict.group(4))
+    if len(verdicts) < 2:
+        return None
+    chosen = [letter for letter, right in verdicts.items() if right]
+    return chosen[0] if len(chosen) == 1 else _AMBIGUOUS
+
+
+# An option's mark inside a line: "A. ...", "(B) ...", "C) ...".
+_OPTION_MARK = re.compile(r"(?:^|\s)[(\[]?([A-Z])[)\].:](?=\s)", re.MULTILINE)
+
+
 def _from_last_line(text: str, opts: Dict[str, str]):
     lines = [line for line in (_clean(raw) for raw in text.splitlines()) if line]
     if not lines:
+        return None
+    # A last paragraph marking two or more options ("A. x B. y C. z") repeats the list, choosing none.
+    paragraph = _clean(re.split(r"\n\s*\n", text.strip())[-1])
+    if len({m.group(1) for m in _OPTION_MARK.finditer(paragraph) if m.group(1) in opts}) > 1:
         return None
     line = lines[-1]
     match = _CHOICE_LINE.fullmatch(line)
@@ -185,3 +229,7 @@ def _from_last_line(text: str, opts: Dict[str, str]):
 
 def _from_option_text(text: str, opts: Dict[str, str]):
     return _one_option_named(text, opts)
+
+
+# The finders of a choice stated as such, in order: the first that names a choice decides.
+_STATED = (_from_box, _from_json, _from_statement, _from_verdicts, _from_last_line)
