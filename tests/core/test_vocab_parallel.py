@@ -10,7 +10,8 @@ from ..reference import reference_objective
 
 # Thresholds near the median p of the random logits below, so both sides of the mask are exercised.
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
-              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft"]
+              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft",
+              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02"]
 
 
 def make_batch(n=64, v=96, dtype=torch.float64, seed=0, scale=3.0):

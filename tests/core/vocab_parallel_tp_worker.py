@@ -24,7 +24,8 @@ from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_objective
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
-              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft"]
+              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft",
+              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02"]
 TOLERANCE = {torch.float64: (1e-12, 1e-14), torch.float32: (2e-5, 1e-6), torch.bfloat16: (1e-2, 2e-3)}
 
 
