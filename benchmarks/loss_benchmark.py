@@ -53,6 +53,8 @@ def paper_loss(logits, target, objective):
         loss = (1 - prob**objective.alpha) / objective.alpha
     elif objective.name == "dft":
         loss = -prob.detach() * logprob
+    elif objective.name in ("log_one_minus_p", "log_one_minus_p_threshold"):
+        loss = torch.log(1 - prob + objective.offset)
     else:
         loss = 1 - prob
     mask = objective.keep_mask(prob.detach())

@@ -12,6 +12,8 @@ CLOSED_FORM = {
     "neg_p_threshold": lambda p, lp, o: 1 - p,
     "nll_threshold": lambda p, lp, o: -lp,
     "dft": lambda p, lp, o: -p.detach() * lp,
+    "log_one_minus_p": lambda p, lp, o: torch.log(1 - p + o.offset),
+    "log_one_minus_p_threshold": lambda p, lp, o: torch.log(1 - p + o.offset),
 }
 
 

@@ -43,6 +43,15 @@ def test_hydra_overrides_select_objective(recipe):
     assert cfg.trainer.max_steps == 100
 
 
+def test_hydra_overrides_select_log_one_minus_p(recipe):
+    assert objective_from_config(load_config(recipe, ["model.loss=log_one_minus_p"])) == get_objective(
+        "log_one_minus_p", offset=0.0)
+    cfg = load_config(recipe, ["model.loss=log_one_minus_p", "model.loss_args.offset=1e-3"])
+    assert objective_from_config(cfg).offset == 1e-3
+    assert objective_from_config({"model": {"loss": "UnlikehoodTop-0.5"}}) == get_objective(
+        "log_one_minus_p_threshold", threshold=0.5, offset=1e-3)
+
+
 def test_add_force_add_and_delete(recipe):
     cfg = load_config(recipe, ["+trainer.seed=3", "++trainer.lr=1e-4", "~trainer.max_steps"])
     assert cfg.trainer.seed == 3 and cfg.trainer.lr == 1e-4 and "max_steps" not in cfg.trainer
@@ -71,6 +80,7 @@ def test_bad_overrides_are_one_line_errors(recipe, overrides, message):
         (["model.loss=neg_p_threshold", "model.loss_args.threshold=2"], "threshold"),
         (["model.loss_args.alpha=2"], "does not take argument 'alpha'"),
         (["model.loss_args=5"], "must be a mapping"),
+        (["model.loss=log_one_minus_p", "model.loss_args.offset=-1"], "'offset' must be >= 0"),
     ],
 )
 def test_bad_objective_in_config(recipe, overrides, message):

@@ -21,39 +21,67 @@ from torch import Tensor
 KEEP_CHOICES = ("above", "below")
 DEFAULT_ALPHA = 10.0  # the paper's -p^10
 DEFAULT_THRESHOLD = 0.1
+DEFAULT_OFFSET = 0.0  # log(1 - p + offset): 0 is the plain log(1 - p)
+UNLIKELIHOOD_OFFSET = 1e-3  # the offset the paper's code adds inside log(1 - p + offset)
 
 
 @dataclass(frozen=True)
 class _Family:
-    value: Callable[[Tensor, Optional[float]], Tensor]  # f from log p (and alpha)
-    weight: Callable[[Tensor, Optional[float]], Tensor]  # w from log p (and alpha)
+    value: Callable[[Tensor, "Objective"], Tensor]  # f from log p (and the objective's arguments)
+    weight: Callable[[Tensor, "Objective"], Tensor]  # w from log p (and the objective's arguments)
     params: Tuple[str, ...]
     formula: str
 
 
-def _ones(logp: Tensor, _alpha) -> Tensor:
+def _ones(logp: Tensor, _obj) -> Tensor:
     return torch.ones_like(logp)
 
 
-def _prob(logp: Tensor, _alpha) -> Tensor:
+def _prob(logp: Tensor, _obj) -> Tensor:
     return logp.exp()
+
+
+def _one_minus_p_plus(logp: Tensor, offset: float) -> Tensor:
+    """1 - p + offset (1 - p as -expm1(log p)), floored at the compute dtype's eps.
+
+    log p comes from fp32 logit - log-sum-exp, so 1 - p below about eps is rounding noise, and
+    at p == 1 log(1 - p) and p / (1 - p) are infinite. The floor keeps the value >= log(eps)
+    (-15.9 in fp32) and the weight <= 1 / eps (8.4e6); p / max(1 - p, eps) is continuous, so the
+    weight has no jump there, and below it the most confident tokens keep the floor's bounded
+    push rather than the flat value's zero slope. An offset >= eps (the paper's 1e-3) never
+    reaches the floor: value and weight are then exact.
+    """
+    return (offset - torch.expm1(logp)).clamp_min(torch.finfo(logp.dtype).eps)
+
+
+def _log_one_minus_p(logp: Tensor, obj) -> Tensor:
+    return _one_minus_p_plus(logp, obj.offset).log()
+
+
+def _odds(logp: Tensor, obj) -> Tensor:
+    # -f'(p) * p for f = log(1 - p + offset): p / (1 - p + offset)
+    return logp.exp() / _one_minus_p_plus(logp, obj.offset)
 
 
 # 1 - p and 1 - p^a are written with expm1 so that p close to 1 keeps its precision.
 FAMILIES: Dict[str, _Family] = {
-    "nll": _Family(lambda lp, a: -lp, _ones, (), "-log p"),
-    "neg_p": _Family(lambda lp, a: -torch.expm1(lp), _prob, (), "1 - p"),
+    "nll": _Family(lambda lp, o: -lp, _ones, (), "-log p"),
+    "neg_p": _Family(lambda lp, o: -torch.expm1(lp), _prob, (), "1 - p"),
     "neg_p_power": _Family(
-        lambda lp, a: -torch.expm1(a * lp) / a,
-        lambda lp, a: torch.exp(a * lp),
+        lambda lp, o: -torch.expm1(o.alpha * lp) / o.alpha,
+        lambda lp, o: torch.exp(o.alpha * lp),
         ("alpha",),
         "(1 - p^alpha) / alpha",
     ),
     "neg_p_threshold": _Family(
-        lambda lp, a: -torch.expm1(lp), _prob, ("threshold", "keep"), "1 - p on kept tokens"
+        lambda lp, o: -torch.expm1(lp), _prob, ("threshold", "keep"), "1 - p on kept tokens"
     ),
-    "nll_threshold": _Family(lambda lp, a: -lp, _ones, ("threshold", "keep"), "-log p on kept tokens"),
-    "dft": _Family(lambda lp, a: -lp.exp() * lp, _prob, (), "-sg(p) log p"),
+    "nll_threshold": _Family(lambda lp, o: -lp, _ones, ("threshold", "keep"), "-log p on kept tokens"),
+    "dft": _Family(lambda lp, o: -lp.exp() * lp, _prob, (), "-sg(p) log p"),
+    "log_one_minus_p": _Family(_log_one_minus_p, _odds, ("offset",), "log(1 - p + offset)"),
+    "log_one_minus_p_threshold": _Family(
+        _log_one_minus_p, _odds, ("offset", "threshold", "keep"), "log(1 - p + offset) on kept tokens"
+    ),
 }
 
 # Names used by the paper's reference code (verl `trainer.objective_trans`).
@@ -64,6 +92,11 @@ _PATTERN_ALIASES = (
     (re.compile(r"OnlyBottomP-(.+)"), "neg_p_threshold", "threshold", {"keep": "below"}),
     (re.compile(r"OnlyTopLogP-(.+)"), "nll_threshold", "threshold", {"keep": "above"}),
     (re.compile(r"OnlyBottomLogP-(.+)"), "nll_threshold", "threshold", {"keep": "below"}),
+    # The paper's spelling; its code computes log(1 - p + 1e-3) on the kept tokens.
+    (re.compile(r"UnlikehoodTop-(.+)"), "log_one_minus_p_threshold", "threshold",
+     {"keep": "above", "offset": UNLIKELIHOOD_OFFSET}),
+    (re.compile(r"UnlikehoodBottom-(.+)"), "log_one_minus_p_threshold", "threshold",
+     {"keep": "below", "offset": UNLIKELIHOOD_OFFSET}),
 )
 REFERENCE_NAMES = tuple(_FIXED_ALIASES) + (
     "GeneralFamily-<alpha>",
@@ -71,6 +104,8 @@ REFERENCE_NAMES = tuple(_FIXED_ALIASES) + (
     "OnlyBottomP-<q>",
     "OnlyTopLogP-<q>",
     "OnlyBottomLogP-<q>",
+    "UnlikehoodTop-<q>",
+    "UnlikehoodBottom-<q>",
 )
 
 
@@ -82,6 +117,7 @@ class Objective:
     alpha: Optional[float] = None
     threshold: Optional[float] = None
     keep: Optional[str] = None
+    offset: Optional[float] = None
 
     @property
     def family(self) -> _Family:
@@ -97,11 +133,11 @@ class Objective:
 
     def value(self, logprob: Tensor) -> Tensor:
         """Per-token f(p) from the target log-probability (no threshold applied)."""
-        return self.family.value(logprob, self.alpha)
+        return self.family.value(logprob, self)
 
     def weight(self, logprob: Tensor) -> Tensor:
         """Gradient weight w(p) on (softmax - onehot) (no threshold applied)."""
-        return self.family.weight(logprob, self.alpha)
+        return self.family.weight(logprob, self)
 
     def keep_mask(self, prob: Tensor) -> Optional[Tensor]:
         """Threshold mask on the (detached) probability; None when every token is kept."""
@@ -135,6 +171,11 @@ def _validated(name: str, args: dict) -> Objective:
         if alpha <= 0:
             raise ValueError(f"objective argument 'alpha' must be > 0, got {alpha}")
         fields["alpha"] = alpha
+    if "offset" in params:
+        offset = _as_number("offset", args.get("offset", DEFAULT_OFFSET))
+        if offset < 0:
+            raise ValueError(f"objective argument 'offset' must be >= 0, got {offset}")
+        fields["offset"] = offset
     if "threshold" in params:
         threshold = _as_number("threshold", args.get("threshold", DEFAULT_THRESHOLD))
         if not 0.0 <= threshold <= 1.0:

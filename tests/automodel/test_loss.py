@@ -22,8 +22,10 @@ OBJECTIVES = [(name, {}) for name in FAMILIES] + [
     ("neg_p_threshold", {"threshold": 0.02, "keep": "below"}),
     ("original", {}), ("logp", {}), ("p", {}), ("GeneralFamily-3", {}), ("OnlyTopP-0.03", {}),
     ("OnlyBottomP-0.05", {}), ("OnlyTopLogP-0.03", {}), ("OnlyBottomLogP-0.05", {}),
+    ("UnlikehoodTop-0.03", {}), ("UnlikehoodBottom-0.05", {}),
 ]
-THRESHOLD = {"neg_p_threshold": {"threshold": 0.03}, "nll_threshold": {"threshold": 0.03}}
+THRESHOLD = {"neg_p_threshold": {"threshold": 0.03}, "nll_threshold": {"threshold": 0.03},
+             "log_one_minus_p_threshold": {"threshold": 0.03}}
 
 
 def batch(dtype, seed=0, ignore_index=-100):

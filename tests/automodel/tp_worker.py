@@ -24,6 +24,7 @@ OBJECTIVES = [
     ("nll", {}), ("neg_p", {}), ("neg_p_power", {"alpha": 3.0}), ("dft", {}),
     ("neg_p_threshold", {"threshold": 0.03}), ("neg_p_threshold", {"threshold": 0.05, "keep": "below"}),
     ("nll_threshold", {"threshold": 0.03}), ("OnlyTopP-0.03", {}),
+    ("log_one_minus_p", {}), ("UnlikehoodTop-0.03", {}),
 ]
 
 

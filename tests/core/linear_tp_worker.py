@@ -17,7 +17,8 @@ import nemo_beyond_nll.core.linear as linear
 from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_linear_objective, vocab_parallel_objective
 
-OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft"]
+OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft",
+              "log_one_minus_p", "UnlikehoodTop-0.02"]
 TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.bfloat16: (2e-2, 2e-2)}
 
 

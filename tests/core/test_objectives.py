@@ -21,6 +21,8 @@ from ..reference import CLOSED_FORM
         ("OnlyBottomP-0.9", "neg_p_threshold", {"threshold": 0.9, "keep": "below"}),
         ("OnlyTopLogP-0.25", "nll_threshold", {"threshold": 0.25, "keep": "above"}),
         ("OnlyBottomLogP-0.5", "nll_threshold", {"threshold": 0.5, "keep": "below"}),
+        ("UnlikehoodTop-0.17", "log_one_minus_p_threshold", {"threshold": 0.17, "offset": 1e-3}),
+        ("UnlikehoodBottom-0.8", "log_one_minus_p_threshold", {"threshold": 0.8, "keep": "below", "offset": 1e-3}),
     ],
 )
 def test_reference_names_equal_canonical(reference, canonical, args):
@@ -34,6 +36,9 @@ def test_defaults_and_args():
     assert get_objective("nll_threshold", threshold=1, keep="below").args == {"threshold": 1.0, "keep": "below"}
     assert get_objective("nll").args == {}
     assert str(get_objective("GeneralFamily-3")) == "neg_p_power(alpha=3.0)"
+    assert get_objective("log_one_minus_p").args == {"offset": 0.0}
+    assert get_objective("log_one_minus_p_threshold").args == {"offset": 0.0, "threshold": DEFAULT_THRESHOLD,
+                                                               "keep": "above"}
 
 
 def test_consistent_args_with_reference_name_are_accepted():
@@ -69,6 +74,11 @@ def test_unknown_name_lists_valid_names():
         ("OnlyTopP-0.1", {"threshold": 0.2}, "threshold"),
         ("OnlyTopP-0.1", {"keep": "below"}, "keep"),
         ("OnlyTopP-abc", {}, "abc"),
+        ("log_one_minus_p", {"offset": -1e-3}, "offset"),
+        ("log_one_minus_p", {"offset": float("nan")}, "offset"),
+        ("log_one_minus_p", {"threshold": 0.1}, "threshold"),
+        ("UnlikehoodTop-0.1", {"offset": 0.0}, "offset"),
+        ("UnlikehoodBottom-x", {}, "'x'"),
     ],
 )
 def test_bad_arguments_name_the_argument(name, args, named):
@@ -83,15 +93,38 @@ def test_value_and_weight_match_closed_form(name):
     logprob = torch.linspace(-30, 0, 301, dtype=torch.float64).requires_grad_()
     prob = logprob.exp()
     closed = CLOSED_FORM[name](prob, logprob, obj)
-    torch.testing.assert_close(obj.value(logprob.detach()), closed.detach(), rtol=1e-12, atol=1e-300)
+    value, weight = obj.value(logprob.detach()), obj.weight(logprob.detach())
+    assert torch.isfinite(value).all() and torch.isfinite(weight).all()
     # d f / d log p = f'(p) * p = -w(p); dft's stop-gradient makes it -1 * p, as intended.
     (dlogp,) = torch.autograd.grad(closed.sum(), logprob)
-    torch.testing.assert_close(obj.weight(logprob.detach()), -dlogp, rtol=1e-12, atol=1e-300)
+    # log(1 - p) is infinite at p = 1, the grid's last point; that point is the floor's (tested below).
+    finite = torch.isfinite(closed.detach()) & torch.isfinite(dlogp)
+    assert finite[:-1].all()
+    torch.testing.assert_close(value[finite], closed.detach()[finite], rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(weight[finite], -dlogp[finite], rtol=1e-12, atol=1e-300)
 
 
 def test_one_minus_p_keeps_precision_near_one():
     logprob = torch.tensor([-1e-9], dtype=torch.float32)
     assert math.isclose(get_objective("neg_p").value(logprob).item(), 1e-9, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_one_minus_p_is_floored_at_eps_as_p_reaches_one(dtype):
+    """Below 1 - p = eps the argument is held at eps: finite value log(eps), weight p / eps."""
+    eps = torch.finfo(dtype).eps
+    obj = get_objective("log_one_minus_p")
+    logprob = torch.tensor([0.0, -eps / 4, -2 * eps, -1e-3], dtype=dtype)
+    one_minus_p = torch.tensor([eps, eps, 2 * eps, -math.expm1(-1e-3)], dtype=torch.float64)
+    torch.testing.assert_close(obj.value(logprob).double(), one_minus_p.log(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(obj.weight(logprob).double(), logprob.double().exp() / one_minus_p, rtol=1e-6, atol=0)
+
+
+def test_paper_offset_never_reaches_the_floor():
+    obj = get_objective("UnlikehoodTop-0")
+    logprob = torch.tensor([0.0, -1e-9], dtype=torch.float32)
+    torch.testing.assert_close(obj.value(logprob), torch.full((2,), math.log(1e-3)), rtol=1e-5, atol=0)
+    torch.testing.assert_close(obj.weight(logprob), torch.full((2,), 1e3), rtol=1e-5, atol=0)
 
 
 def test_keep_mask_uses_inclusive_comparisons():

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,7 +12,8 @@ from ..reference import reference_objective
 
 # Thresholds near the median p of the random logits below, so both sides of the mask are exercised.
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
-              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft"]
+              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft",
+              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02"]
 
 
 def make_batch(n=64, v=96, dtype=torch.float64, seed=0, scale=3.0):
@@ -121,6 +124,60 @@ def test_extreme_logits_stay_finite(name, dtype):
     assert torch.isfinite(x.grad).all()
     assert out.prob[1].item() == 1.0 and out.prob[0].item() == 0.0
     assert abs(out.prob[3].item() - 1 / 25) < 1e-6  # 25 ids left, all equal
+
+
+def near_one(dtype, one_minus_p, v=8):
+    """log_one_minus_p on two rows whose target (id 3) has p = 1 - one_minus_p, and the fp64 reference on
+    the same (rounded) logits. The target is the row max, so the log-sum-exp is near 0 and fp32 resolves
+    1 - p to about its eps."""
+    c = math.log(one_minus_p / ((v - 1) * (1 - one_minus_p)))
+    logits = torch.full((2, v), c, dtype=torch.float64)
+    logits[:, 3] = 0.0
+    logits, target = logits.to(dtype), torch.tensor([3, 3])
+    obj = get_objective("log_one_minus_p")
+    ref_in = logits.double().clone().requires_grad_()
+    ref_loss, ref_prob, _ = reference_objective(ref_in, target, obj)
+    ref_loss.sum().backward()
+    x = logits.clone().requires_grad_()
+    out = vocab_parallel_objective(x * 1, target, obj)
+    out.loss.sum().backward()
+    assert torch.isfinite(out.loss).all() and torch.isfinite(x.grad).all()
+    return out.loss.double(), x.grad.double(), ref_loss.detach(), ref_in.grad, ref_prob
+
+
+def test_log_one_minus_p_at_p_one_minus_1e7_fp64_equals_reference():
+    loss, grad, ref_loss, ref_grad, _ = near_one(torch.float64, 1e-7)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-8, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("one_minus_p", [1e-3, 1e-4])
+def test_log_one_minus_p_near_one_equals_reference_where_fp32_resolves_it(dtype, one_minus_p):
+    # fp32 resolves 1 - p to about eps (1.2e-7): relative error eps / (1 - p) in value and weight.
+    loss, grad, ref_loss, ref_grad, _ = near_one(dtype, one_minus_p)
+    rtol = 10 * torch.finfo(torch.float32).eps / one_minus_p + (2**-8 if dtype == torch.bfloat16 else 0)
+    torch.testing.assert_close(loss, ref_loss, rtol=rtol, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_log_one_minus_p_at_p_one_minus_1e7_is_finite_and_floored(dtype):
+    """1 - p = 1e-7 is below fp32's eps: the computed 1 - p is rounding noise, and the argument sits at
+    the floor. Value: the reference formula with 1 - p held at eps. Gradient: the floor's weight p / eps
+    on (softmax - onehot), exact on the other ids; on the target, softmax - 1 is only known to eps, so
+    the gradient there is within one weight * eps (<= 1) of it."""
+    eps = torch.finfo(torch.float32).eps
+    loss, grad, _, _, ref_prob = near_one(dtype, 1e-7)
+    assert (1 - ref_prob < eps).all()
+    torch.testing.assert_close(loss, torch.full_like(loss, math.log(eps)), rtol=1e-6, atol=0)
+    weight = ref_prob / eps
+    softmax_others = (1 - ref_prob) / 7
+    others = torch.arange(8) != 3
+    bf16_rounding = 2**-8 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(grad[:, others], (weight * softmax_others)[:, None].expand(2, 7),
+                               rtol=bf16_rounding, atol=0)
+    assert ((grad[:, 3] - weight * (ref_prob - 1)).abs() <= weight * eps).all()
 
 
 def test_out_of_vocabulary_target_raises_and_can_be_skipped():

@@ -8,6 +8,7 @@ and cost exactly one collective (none in backward). Raises on the first mismatch
 CPU tensors) against the torch backend's whole-vocabulary result.
 """
 
+import math
 import os
 import sys
 
@@ -24,8 +25,43 @@ from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_objective
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
-              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft"]
+              "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft",
+              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02"]
 TOLERANCE = {torch.float64: (1e-12, 1e-14), torch.float32: (2e-5, 1e-6), torch.bfloat16: (1e-2, 2e-3)}
+
+
+def near_one_checks(rank, world, group, v_local, shard_cols):
+    """log_one_minus_p at p = 1 - 1e-7, targets on the first and the last rank: the loss and every
+    rank's gradient slice are finite, the loss the same on every rank, and both equal the
+    whole-vocabulary result as far as the compute dtype resolves 1 - p. The shards merge the
+    log-sum-exp in another order, and log(1 - p) amplifies its rounding by 1 / (1 - p): in fp64 the
+    tolerance is eps / 1e-7. In fp32 (and bf16) 1 - p = 1e-7 is below eps: either side's 1 - p is 0
+    to a few eps, held at the floor eps, so the values may differ by log of a few, and the gradient,
+    w * (softmax - onehot) with w up to 1 / eps, by one w * eps <= 1 at the target."""
+    vocab = v_local * world
+    target = torch.tensor([1, vocab - 2])
+    full = torch.full((2, vocab), math.log(1e-7 / (vocab - 1)), dtype=torch.float64)
+    full[torch.arange(2), target] = 0.0
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        what = f"log_one_minus_p at p = 1 - 1e-7 {dtype} TP={world}"
+        logits = full.to(dtype)
+        whole_in = logits.clone().requires_grad_()
+        whole = vocab_parallel_objective(whole_in * 1, target, "log_one_minus_p", backend="torch")
+        whole.loss.sum().backward()
+        shard_in = logits[:, shard_cols].clone().requires_grad_()
+        out = vocab_parallel_objective(shard_in * 1, target, "log_one_minus_p", tp_group=group, backend=BACKEND)
+        out.loss.sum().backward()
+        if not (torch.isfinite(out.loss).all() and torch.isfinite(shard_in.grad).all()):
+            fail(f"{what}: non-finite loss or gradient")
+        if dtype == torch.float64:
+            loss_tolerance = grad_tolerance = (100 * torch.finfo(dtype).eps / 1e-7, 1e-12)
+        else:
+            loss_tolerance, grad_tolerance = (0, math.log(4)), (TOLERANCE[dtype][0], 1.0)
+            if (out.loss < math.log(torch.finfo(torch.float32).eps) - 1e-5).any():
+                fail(f"{what}: loss {out.loss.tolist()} below the floor log(eps)")
+        check(out.loss, whole.loss, f"{what} loss", loss_tolerance)
+        check(shard_in.grad, whole_in.grad[:, shard_cols], f"{what} grad", grad_tolerance)
+        same_on_all_ranks(out.loss.detach(), f"{what} loss")
 
 
 def main():
@@ -83,6 +119,8 @@ def main():
                 same_on_all_ranks(t.detach(), f"{what} {label}")
             if get_objective(name).is_thresholded and (out.kept.all() or not out.kept.any()):
                 fail(f"{what}: threshold did not split the tokens")
+
+    near_one_checks(rank, world, group, v_local, shard_cols)
 
     # Out-of-vocabulary targets raise on every rank, naming the global vocabulary size.
     bad = target.clone()

@@ -16,7 +16,7 @@ from nemo_beyond_nll.engines.cpu.generate import greedy_generate
 from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
 from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
-OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft"]
+OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft", "log_one_minus_p"]
 CFG = TinyGPTConfig(vocab_size=128, seq_length=16, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
 # With a multi-token-prediction head, whose loss Megatron also computes through the hooked method.
 MTP_CFG = dataclasses.replace(CFG, mtp_num_layers=1)

@@ -77,4 +77,4 @@ def test_install_with_check_finite_names_the_bad_row(model):
 @pytest.mark.parametrize("tp", [2, 4])
 def test_gpt_model_tensor_parallel_equals_tp1(torchrun, tp):
     reports = torchrun("megatron/gpt_tp_worker.py", tp)
-    assert [(r["tp"], r["objectives"], r["mtp_objectives"]) for r in reports] == [(tp, 6, 2)] * tp
+    assert [(r["tp"], r["objectives"], r["mtp_objectives"]) for r in reports] == [(tp, 7, 2)] * tp
