@@ -249,13 +249,14 @@ def quantile_jobs(recipe: Union[str, Path], percentiles: Mapping[int, float], ex
     if missing:
         raise ConfigError(f"the probe gave no {missing[0]}th percentile; probe again")
     jobs = []
-    for label, loss in spec["objectives"].items():
+    for label, base in spec["objectives"].items():
         for keep, side in (("above", "top"), ("below", "bottom")):
             for q in spec["percentiles"]:
                 threshold = float(f"{percentiles[q]:.6g}")
                 objective = {"label": f"{label} {side} q{q} (p {'>=' if keep == 'above' else '<='} {threshold})",
-                             "loss": loss, "loss_args": {"threshold": threshold, "keep": keep}}
-                jobs.append(_job(Path(recipe), f"{loss}_{side}{q}", objective, extra, True))
+                             "loss": base["loss"],
+                             "loss_args": {**(base.get("loss_args") or {}), "threshold": threshold, "keep": keep}}
+                jobs.append(_job(Path(recipe), f"{base['loss']}_{side}{q}", objective, extra, True))
     return _unique_run_dirs(jobs)
 
 

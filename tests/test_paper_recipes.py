@@ -204,3 +204,56 @@ def test_cli_compare_runs_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("ours (not run yet)") == 0 and proc.stdout.count("| | ours | - | - | - |") == 8
     assert not (tmp_path / "runs").exists()
+
+
+def test_quantile_jobs_keep_above_and_below_each_percentile():
+    from nemo_beyond_nll.reproduce import quantile_jobs, quantile_spec
+
+    spec = quantile_spec()
+    assert spec["percentiles"] == [5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    assert spec["published"][10] == 0.1754 and spec["published"][90] == 0.99998
+    percentiles = {q: q / 100 + 0.001234567 for q in spec["percentiles"]}
+    jobs = quantile_jobs(PAPER_DIR / f"{spec['recipe']}.yaml", percentiles)
+    assert len(jobs) == 3 * 2 * 10 and len({j.run_dir for j in jobs}) == 60
+    assert {j.cfg.model.loss for j in jobs} == {"nll_threshold", "neg_p_threshold", "log_one_minus_p_threshold"}
+    by_key = {j.key: j for j in jobs}
+    top = by_key["neg_p_threshold_top20"].cfg.model.loss_args
+    assert dict(top) == {"threshold": 0.201235, "keep": "above"}  # 6 significant digits
+    bottom = by_key["log_one_minus_p_threshold_bottom90"].cfg.model.loss_args
+    assert dict(bottom) == {"offset": 0.001, "threshold": 0.901235, "keep": "below"}  # the authors' offset
+    with pytest.raises(ConfigError, match="no 90th percentile"):
+        quantile_jobs(PAPER_DIR / f"{spec['recipe']}.yaml", {q: 0.5 for q in spec["percentiles"][:-1]})
+
+
+def test_quantiles_dry_run_on_a_gpu_recipe_plans_with_the_authors_percentiles(tmp_path):
+    proc = subprocess.run(["nemo-beyond-nll", "reproduce", "quantiles", "--dry-run", f"checkpoint.dir={tmp_path}/${{name}}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "the thresholds below are the authors' percentiles" in proc.stderr and "# 60 training jobs" in proc.stderr
+    assert "top q10 (p >= 0.1754)" in proc.stdout and "bottom q90 (p <= 0.99998)" in proc.stdout
+    assert not (tmp_path / "quantiles").exists()  # a dry run starts no GPU work and writes nothing
+
+
+def test_quantiles_dry_run_on_the_cpu_tiny_model_probes_and_plans(tmp_path):
+    import json
+
+    cmd = ["nemo-beyond-nll", "reproduce", "quantiles", "--dry-run", "--config", str(PAPER_DIR.parent / "tiny_cpu.yaml"),
+           f"checkpoint.dir={tmp_path}/${{name}}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = tmp_path / "quantiles"
+    ours = json.loads((folder / "probe.json").read_text())["stats"]["percentiles"]
+    saved = json.loads((folder / "quantiles.json").read_text())
+    assert saved["percentiles"] == ours and saved["recipe"] == "tiny_cpu"
+    assert saved["published"]["percentiles"]["5"] == 0.0381
+    values = [ours[str(q)] for q in (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)]
+    assert values == sorted(values) and 0 < values[0] < values[-1] < 1
+    assert "| 90 | " in proc.stderr and "0.99998 |" in proc.stderr  # ours beside the authors'
+    assert proc.stdout.count("\n## ") + proc.stdout.startswith("## ") == 60
+    median = float(f"{ours['50']:.6g}")
+    for objective in ("nll_threshold", "neg_p_threshold", "log_one_minus_p_threshold"):
+        assert f"model.loss={objective}" in proc.stdout
+    for keep in ("above", "below"):
+        assert f"+model.loss_args.threshold={median} +model.loss_args.keep={keep}" in proc.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # the probe's report is reused
+    assert again.returncode == 0 and "probing the base model" not in again.stderr and again.stdout == proc.stdout
