@@ -1,13 +1,14 @@
 """Regenerate the README's measured CPU figures from this checkout, with what they were measured on.
 
-    python docs/regenerate.py                    # the main job's objectives, then the continuum
-    python docs/regenerate.py --only main        # or --only continuum
+    python docs/regenerate.py                    # the main job's objectives, the continuum, the crossover
+    python docs/regenerate.py --only main        # or --only continuum, --only crossover
+    python docs/regenerate.py --only crossover --scratch runs/figures   # keep the runs: a rerun skips finished ones
 
 Runs the README's commands as a user would (`nemo-beyond-nll sft --config recipes/tiny_cpu.yaml
 model.loss=...`, `nemo-beyond-nll continuum ...`) into a scratch folder, then writes
 `docs/figures.json` (the commit, the package versions, the machine's CPU count, the worker threads
-and the load average beside every figure and wall time), `docs/continuum.md`, `docs/continuum.png`
-and `docs/tiny_cpu_training.png`. `tests/test_readme.py` checks that the README quotes these files.
+and the load average beside every figure and wall time), `docs/continuum.md`, `docs/continuum.png`,
+`docs/crossover.md`, `docs/crossover.png` and `docs/tiny_cpu_training.png`. `tests/test_readme.py` checks that the README quotes these files.
 """
 
 from __future__ import annotations
@@ -96,15 +97,30 @@ def continuum(scratch: Path) -> dict:
     return {"command": "nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml", "probes": probes, **timing}
 
 
+def crossover(scratch: Path) -> dict:
+    out = scratch / "crossover"
+    timing = timed(cli("continuum", "--config", "recipes/crossover_cpu.yaml", f"checkpoint.dir={out}"))
+    for name in ("crossover.md", "crossover.png"):
+        shutil.copyfile(out / name, DOCS / name)
+    rows = json.loads((out / "crossover.json").read_text())
+    return {"command": "nemo-beyond-nll continuum --config recipes/crossover_cpu.yaml", "rows": rows, **timing}
+
+
+PARTS = {"main": main_job, "continuum": continuum, "crossover": crossover}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=("main", "continuum"))
+    parser.add_argument("--only", choices=tuple(PARTS))
+    parser.add_argument("--scratch", help="keep the runs in this folder (a rerun skips the runs that finished there; "
+                                          "the wall time is then that of the rerun)")
     args = parser.parse_args(argv)
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
-    with tempfile.TemporaryDirectory(prefix="nemo_beyond_nll_figures_") as scratch:
-        for part, measure in (("main", main_job), ("continuum", continuum)):
+    with tempfile.TemporaryDirectory(prefix="nemo_beyond_nll_figures_") as temporary:
+        scratch = Path(args.scratch).resolve() if args.scratch else Path(temporary)
+        for part, measure in PARTS.items():
             if args.only in (None, part):
-                figures[part] = {"environment": environment(), "results": measure(Path(scratch))}
+                figures[part] = {"environment": environment(), "results": measure(scratch)}
                 FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"wrote {FIGURES.relative_to(ROOT)}; quote it in README.md (tests/test_readme.py checks)")
     return 0

@@ -154,11 +154,35 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     return cfg
 
 
+# model.loss=auto: the engine probes the base model on the first training batches at start-up and
+# trains with the objective the probe's rule recommends (nemo_beyond_nll.probe.recommend).
+AUTO = "auto"
+
+
+def is_auto(cfg) -> bool:
+    """Whether the config leaves the objective to the start-up probe (`model.loss=auto`)."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(cfg)
+    return OmegaConf.select(cfg, "model.loss", default=None) == AUTO
+
+
+def check_auto(cfg) -> None:
+    """model.loss=auto takes no arguments: the objective it picks brings its own."""
+    args = OmegaConf.select(cfg, "model.loss_args", default=None)
+    if args:
+        raise ConfigError(f"model.loss=auto takes no model.loss_args (the objective it picks brings its own), "
+                          f"got {OmegaConf.to_container(args) if OmegaConf.is_config(args) else args!r}")
+
+
 def objective_from_config(cfg) -> Objective:
-    """The objective named by `model.loss` with `model.loss_args`; `nll` when `model.loss` is absent."""
+    """The objective named by `model.loss` with `model.loss_args`; `nll` when `model.loss` is absent.
+    `auto` has none before the engine's start-up probe: a ConfigError says so."""
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     name = OmegaConf.select(cfg, "model.loss", default=None)
+    if name == AUTO:
+        raise ConfigError("model.loss=auto is chosen at start-up, from a probe of the base model on the first "
+                          "training batches: there is no objective before that")
     args = OmegaConf.select(cfg, "model.loss_args", default=None)
     if OmegaConf.is_config(args):
         args = OmegaConf.to_container(args, resolve=True)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import ConfigError, apply_overrides, load_config, objective_from_config
+from .config import AUTO, ConfigError, apply_overrides, check_auto, is_auto, load_config, objective_from_config
 from .data.pipeline import SplitFileError, check_split_file
 from .data.synthetic import task_names
 from .domains import DOMAINS
@@ -44,7 +44,8 @@ class TinyModel:
 
 @dataclass
 class ModelSection:
-    loss: str = "nll"  # any objective name; see nemo_beyond_nll.core.objectives
+    loss: str = "nll"  # any objective name (see nemo_beyond_nll.core.objectives), or auto
+    auto_batches: int = 8  # model.loss=auto: training batches the start-up probe reads
     loss_args: Dict[str, Any] = field(default_factory=dict)
     loss_fusion: Optional[str] = None  # "linear": fuse the output layer into the loss (no logits tensor)
     check_finite: bool = False  # raise naming the first row of NaN/inf logits (one host sync a step; not with loss_fusion)
@@ -157,6 +158,16 @@ class ContinuumEnd:
 
 
 @dataclass
+class SweepSection:
+    """The crossover sweep: one task, base models pre-trained for each of `pretrain_steps` steps."""
+
+    task: str = "sort"
+    noise: float = 0.2
+    steps: int = 150
+    pretrain_steps: List[int] = field(default_factory=list)  # one point each; empty: the two-end experiment
+
+
+@dataclass
 class ContinuumSection:
     """The CPU continuum experiment: pre-train a base model, then fine-tune copies at both ends."""
 
@@ -167,6 +178,7 @@ class ContinuumSection:
     weak: ContinuumEnd = field(default_factory=lambda: ContinuumEnd("reverse", 0.0, 150))
     objectives: List[str] = field(default_factory=lambda: ["nll", "neg_p", "GeneralFamily-10", "OnlyTopP-0.1"])
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    sweep: SweepSection = field(default_factory=SweepSection)
 
 
 @dataclass
@@ -233,9 +245,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
     if cfg.data.domain not in DATA_DOMAINS:
         raise ConfigError(f"data.domain must be one of {', '.join(DATA_DOMAINS)}, got {cfg.data.domain!r}")
-    objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
+    if is_auto(cfg):
+        check_auto(cfg)
+    else:
+        objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
     m, t, o = cfg.model, cfg.trainer, cfg.optim
-    _at_least(cfg, ("model.tensor_parallel", "model.pipeline_parallel", "model.context_parallel",
+    _at_least(cfg, ("model.tensor_parallel", "model.auto_batches", "model.pipeline_parallel", "model.context_parallel",
                     "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_attention_heads",
                     "model.tiny.ffn_hidden_size", "data.num_train", "data.num_validation",
                     "trainer.global_batch_size", "trainer.micro_batch_size", "trainer.log_interval",
@@ -245,7 +260,7 @@ def validate(cfg: DictConfig) -> None:
     _at_least(cfg, ("model.seq_length",), 2)
     _at_least(cfg, ("data.seed", "trainer.seed", "trainer.eval_interval", "trainer.hist_interval",
                     "optim.min_lr", "optim.weight_decay", "optim.grad_clip"), 0)
-    _fraction(cfg, ("data.noise", "continuum.strong.noise", "continuum.weak.noise"))
+    _fraction(cfg, ("data.noise", "continuum.strong.noise", "continuum.weak.noise", "continuum.sweep.noise"))
     _fraction(cfg, ("optim.warmup_ratio",), below_one=True)
     _check(t.epochs > 0, "trainer.epochs", "> 0", t.epochs)
     _check(o.lr > 0, "optim.lr", "> 0", o.lr)
@@ -268,15 +283,21 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.model must be one of {', '.join(EVAL_MODELS)}, got {cfg.eval.model!r}")
     if cfg.eval.model == "base" and cfg.engine != "bridge":
         raise ConfigError("eval.model=base evaluates a Hugging Face backbone (model.hf_path): it needs engine=bridge")
-    for key in ("data.task", "continuum.pretrain_task", "continuum.strong.task", "continuum.weak.task"):
+    for key in ("data.task", "continuum.pretrain_task", "continuum.strong.task", "continuum.weak.task",
+                "continuum.sweep.task"):
         try:
             task_names(OmegaConf.select(cfg, key))
         except ValueError as err:
             raise ConfigError(f"{key}: {err}") from None
     _check(len(cfg.continuum.seeds) > 0, "continuum.seeds", "a non-empty list", list(cfg.continuum.seeds))
+    sweep = cfg.continuum.sweep
+    _check(sweep.steps >= 1, "continuum.sweep.steps", ">= 1", sweep.steps)
+    _check(all(k >= 0 for k in sweep.pretrain_steps) and len(set(sweep.pretrain_steps)) == len(sweep.pretrain_steps),
+           "continuum.sweep.pretrain_steps", "distinct step counts >= 0", list(sweep.pretrain_steps))
     for name in cfg.continuum.objectives:
         try:
-            objective_from_config({"model": {"loss": name}})
+            if name != AUTO:
+                objective_from_config({"model": {"loss": name}})
         except ConfigError as err:
             raise ConfigError(f"continuum.objectives: {str(err).removeprefix('model.loss: ')}") from None
     if cfg.engine == "cpu":
@@ -402,6 +423,7 @@ def input_problems(cfg: DictConfig, command: str) -> List[str]:
 
 def resolved_yaml(cfg: DictConfig) -> str:
     """The fully resolved recipe as YAML, with the objective it resolves to."""
-    objective = objective_from_config(cfg)
+    objective = ("auto: chosen at start-up by the probe's rule, from the base model's p on the first "
+                 f"{cfg.model.auto_batches} training batches" if is_auto(cfg) else objective_from_config(cfg))
     text = OmegaConf.to_yaml(cfg, resolve=True)
     return f"{text}# objective: {objective}\n"

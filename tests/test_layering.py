@@ -15,7 +15,7 @@ MAY_IMPORT = {
     "data": set(),
     "config": {"core"},
     "domains": {"data", "utils"},
-    "probe": {"utils"},
+    "probe": {"core", "utils"},
     "recipe": {"config", "data", "domains"},
     "nemo": {"core", "config"},
     "automodel": {"core"},

@@ -28,7 +28,7 @@ from .trainer import probe_base, train
 from ...utils.files import atomic_write, atomic_write_text
 
 
-def _variant(cfg: DictConfig, run_dir: Path, **changes) -> DictConfig:
+def variant(cfg: DictConfig, run_dir: Path, **changes) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     for key, value in changes.items():
         OmegaConf.update(out, key, value, force_add=True)
@@ -43,7 +43,7 @@ def slug(objective_name: str) -> str:
 def run_continuum(cfg: DictConfig, out_dir: Path) -> list:
     c = cfg.continuum
     base_dir = out_dir / "base"
-    base_cfg = _variant(cfg, base_dir, **{"data.task": c.pretrain_task, "data.noise": 0.0, "model.loss": "nll",
+    base_cfg = variant(cfg, base_dir, **{"data.task": c.pretrain_task, "data.noise": 0.0, "model.loss": "nll",
                                           "model.loss_args": {}, "trainer.max_steps": c.pretrain_steps,
                                           "optim.lr": c.pretrain_lr})
     if not (base_dir / "summary.json").exists():
@@ -54,7 +54,7 @@ def run_continuum(cfg: DictConfig, out_dir: Path) -> list:
         end = c[end_name]
         common = {"model.pretrained_checkpoint": str(base_dir), "data.task": end.task, "data.noise": end.noise,
                   "trainer.max_steps": end.steps}
-        stats, rec = probe_base(_variant(cfg, out_dir / end_name, **common), out_dir / end_name)
+        stats, rec = probe_base(variant(cfg, out_dir / end_name, **common), out_dir / end_name)
         probes[end_name] = {"mean_p": stats.mean_p, "p>0.5": stats.fraction_above["p>0.5"],
                             "placement": rec.placement, "recommended": rec.overrides()}
         for name in c.objectives:
@@ -65,7 +65,7 @@ def run_continuum(cfg: DictConfig, out_dir: Path) -> list:
                 if (run_dir / "summary.json").exists():  # finished before: a rerun skips it
                     summary = json.loads((run_dir / "summary.json").read_text())
                 else:
-                    summary = train(_variant(cfg, run_dir, **common, **{
+                    summary = train(variant(cfg, run_dir, **common, **{
                         "model.loss": name, "model.loss_args": {}, "trainer.seed": seed, "data.seed": seed}), run_dir)
                 accuracies.append(summary["accuracy"][end.task])
             rows.append({"end": end_name, "task": end.task, "noise": end.noise, "objective": str(objective),

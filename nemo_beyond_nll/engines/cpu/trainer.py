@@ -21,7 +21,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ...config import objective_from_config
+from ...config import is_auto, objective_from_config
 from ...data.char_tokenizer import CharTokenizer
 from ...data.schedule import optimizer_steps
 from ...data.pipeline import check_complete
@@ -34,7 +34,7 @@ from ...megatron.completions import completion_probabilities as measure_completi
 from ...megatron.step import objective_loss_terms
 from .checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
 from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
-from ...probe import probability_histogram
+from ...probe import AUTO_FILE, auto_choice, probability_histogram, read_auto_choice
 from .metrics import MetricsLog
 from .plots import plot_training
 
@@ -217,8 +217,9 @@ def start_session(cfg: DictConfig) -> Session:
                       ffn_hidden_size=tiny.ffn_hidden_size),
         seed=cfg.trainer.seed, tensor_parallel=tp,
     )
-    objective = objective_from_config(cfg)
-    install(model, objective, fusion=cfg.model.loss_fusion, check_finite=cfg.model.check_finite)
+    objective = None if is_auto(cfg) else objective_from_config(cfg)  # auto: chosen once the weights are loaded
+    if objective is not None:
+        install(model, objective, fusion=cfg.model.loss_fusion, check_finite=cfg.model.check_finite)
     truncate = cfg.data.truncate == "right"
     return Session(cfg, rank, parallel_state.get_tensor_model_parallel_group(), tokenizer, train_examples,
                    validation_examples, encode(train_examples, tokenizer, seq_length, truncate),
@@ -264,6 +265,8 @@ def evaluate_latest(cfg: DictConfig, run_dir: Path) -> dict:
     if state is None:
         raise FileNotFoundError(f"no checkpoint under {run_dir}")
     session.model.load_state_dict(state["model"])
+    if session.objective is None:  # model.loss=auto: the choice the run made at its start
+        session.objective = read_auto_choice(run_dir).objective
     return report(session, run_dir)
 
 
@@ -305,6 +308,9 @@ class SFTRecipe:
         self.steps = total_steps(cfg, len(session.train_examples))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.steps))
         self.start = self._resume()
+        if self.objective is None:  # model.loss=auto: decided once, before the first step, then kept
+            self.objective = session.objective = self._auto_objective()
+            install(self.model, self.objective, fusion=cfg.model.loss_fusion, check_finite=cfg.model.check_finite)
         micro = cfg.trainer.micro_batch_size
         self.position_ids = torch.arange(self.seq_length)[None].expand(micro, -1)
         self.attention_mask = causal_mask(self.seq_length)
@@ -330,6 +336,27 @@ class SFTRecipe:
             if start:
                 print(f"resuming {self.run_dir} from step {start} of {self.steps}", file=sys.stderr)
         return start
+
+    def _auto_objective(self):
+        """model.loss=auto: the choice recorded in the run folder (a resumed run keeps it and never
+        probes again), else the probe's choice from the initial model's p on the first
+        model.auto_batches training batches, recorded in auto.json and metrics.jsonl and printed once."""
+        if (self.run_dir / AUTO_FILE).is_file():
+            return read_auto_choice(self.run_dir).objective
+        if self.start:
+            raise ValueError(f"{self.run_dir} holds a checkpoint at step {self.start} but no {AUTO_FILE}: the "
+                             "model.loss=auto choice of this run is lost; start a new run folder")
+        cfg, data = self.cfg, self.session.train_data
+        steps = range(cfg.model.auto_batches)
+        indices = torch.cat([batch_indices(s, cfg.trainer.global_batch_size, len(self.session.train_examples),
+                                           cfg.trainer.seed) for s in steps])
+        values = completion_probabilities(self.model, {k: v[indices] for k, v in data.items()}, self.seq_length)
+        choice = auto_choice(values, batches=len(steps))  # the same values, hence choice, on every rank
+        if self.rank == 0:
+            atomic_write_text(self.run_dir / AUTO_FILE, json.dumps(choice.to_dict(), indent=2) + "\n")
+            self.log.append({"event": "auto", "step": 0, **choice.to_dict()})
+            print(choice.describe(), file=sys.stderr, flush=True)
+        return choice.objective
 
     def record_histogram(self, step: int) -> None:
         values = completion_probabilities(self.model, self.session.validation_data, self.seq_length)
@@ -382,11 +409,16 @@ class SFTRecipe:
         save_checkpoint(self.ckpt_dir, done, state, rank=self.rank)
 
     def finish(self) -> dict:
+        extra = {}
         if self.rank == 0:
             warnings = [r["message"] for r in self.log.records("warning")]
             plot_training(self.log.records("train"), self.log.records("prob_hist"), self.run_dir / "training.png",
                           f"{self.cfg.name}: {self.objective}")
-        summary = report(self.session, self.run_dir, {"warnings": warnings} if self.rank == 0 and warnings else None)
+            if warnings:
+                extra["warnings"] = warnings
+            if is_auto(self.cfg):
+                extra["auto"] = read_auto_choice(self.run_dir).to_dict()
+        summary = report(self.session, self.run_dir, extra or None)
         assert latest_step(self.ckpt_dir) == self.steps
         return summary
 

@@ -28,6 +28,7 @@ def main(argv=None) -> int:
 
     from .runtime import shutdown_distributed
     from .continuum import run_continuum
+    from .crossover import run_sweep
     from .trainer import StopTraining, evaluate_latest, probe_base, request_stop, train
 
     config_path, mode = Path(argv[0]), argv[1]
@@ -36,7 +37,10 @@ def main(argv=None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, request_stop)
     try:
-        {"train": train, "eval": evaluate_latest, "probe": probe_base, "continuum": run_continuum}[mode](cfg, config_path.parent)
+        if mode == "continuum" and cfg.continuum.sweep.pretrain_steps:
+            mode = "sweep"
+        {"train": train, "eval": evaluate_latest, "probe": probe_base, "continuum": run_continuum,
+         "sweep": run_sweep}[mode](cfg, config_path.parent)
     except StopTraining as stop:
         if stop.rank == 0:
             print(f"stopped at step {stop.step}: checkpoint saved in {stop.run_dir}", file=sys.stderr, flush=True)
