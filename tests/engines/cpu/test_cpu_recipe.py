@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from nemo_beyond_nll.utils.files import read_jsonl
 
@@ -94,3 +95,35 @@ def test_threshold_that_keeps_nothing_is_warned_about_once(tmp_path):
                                              "steps 1-5 (kept fraction 0, threshold 0.9, mean p 0.0")
     assert log.count("keeps no token") == 1 and warnings[0]["message"] in log
     assert json.loads((run_dir / "summary.json").read_text())["warnings"] == [warnings[0]["message"]]
+
+
+def test_auto_chooses_once_and_a_resumed_run_keeps_the_choice(tmp_path):
+    from nemo_beyond_nll.probe import auto_choice
+
+    run_dir = tmp_path / "auto"
+    dry = subprocess.run(["nemo-beyond-nll", "sft", "--config", RECIPE, "model.loss=auto", "--dry-run"],
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0 and "# objective: auto: chosen at start-up" in dry.stdout
+    log = cli("sft", "--config", RECIPE, *SMALL, "model.loss=auto", "model.auto_batches=2", "trainer.max_steps=2",
+              f"checkpoint.dir={run_dir}")
+    choice = json.loads((run_dir / "auto.json").read_text())
+    # a random tiny model gives every target p ~ 1/vocabulary: the weak end, nll
+    assert choice["loss"] == "nll" and choice["placement"] == "weak" and choice["batches"] == 2
+    assert choice["mean_p"] < 0.05 and choice["num_tokens"] > 100
+    assert log.count("model.loss=auto: mean p") == 1 and "weak end -> model.loss=nll" in log
+    events = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "auto"]
+    assert len(events) == 1 and events[0]["loss"] == "nll" and events[0]["step"] == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["auto"] == choice and summary["objective"] == "nll()"
+    # The decision is the probe's rule on the statistics it recorded.
+    rule = auto_choice(torch.full((choice["num_tokens"],), choice["mean_p"], dtype=torch.float64), batches=2)
+    assert (rule.loss, rule.placement) == (choice["loss"], choice["placement"])
+    log = cli("sft", "--config", RECIPE, *SMALL, "model.loss=auto", "model.auto_batches=2", "trainer.max_steps=4",
+              f"checkpoint.dir={run_dir}")
+    assert "from step 2 of 4" in log and "model.loss=auto: mean p" not in log  # never probes again
+    assert json.loads((run_dir / "auto.json").read_text()) == choice
+    assert len([r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "auto"]) == 1
+    (run_dir / "summary.json").unlink()
+    log = cli("eval", "--config", RECIPE, *SMALL, "model.loss=auto", f"checkpoint.dir={run_dir}")
+    assert json.loads((run_dir / "summary.json").read_text())["objective"] == "nll()"
+
