@@ -75,6 +75,8 @@ def _batch_power(prob: Tensor, valid: Tensor, obj) -> Dict[str, Tensor]:
     holds identically, so m is the same on every rank without a collective. m is per call: one
     micro-batch (with context or sequence parallelism, this rank's slice of it); under data
     parallelism each rank uses its own micro-batch's m. No host sync: the count stays on the device.
+    Supervised means not ignore_index: a loss mask applied after the call does not enter m, so a
+    caller that masks tokens (prompts) that way sets their labels to ignore_index for m to skip them.
     """
     total = torch.where(valid, prob.detach(), 0.0).sum()
     mean = total / valid.sum().clamp(min=1).to(total.dtype)
