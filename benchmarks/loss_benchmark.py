@@ -55,6 +55,9 @@ def paper_loss(logits, target, objective):
         loss = -prob.detach() * logprob
     elif objective.name in ("log_one_minus_p", "log_one_minus_p_threshold"):
         loss = torch.log(1 - prob + objective.offset)
+    elif objective.name == "adaptive_power":
+        power = prob.detach().mean().clamp(objective.min_power, 1.0)  # every benchmark target is supervised
+        loss = (1 - prob**power) / power
     else:
         loss = 1 - prob
     mask = objective.keep_mask(prob.detach())

@@ -45,7 +45,7 @@ with ``full_tensor()``, as ``MaskedCrossEntropy`` does.
 Metrics: the recipe keeps only the scalar, so each call stores ``last_metrics`` (detached tensors,
 no host sync): ``kept_fraction`` (K/N), ``mean_prob`` (mean target probability over supervised
 tokens), ``kept_tokens`` and ``label_tokens``, over ``kept_count_group`` when the counts were
-all-reduced, else this rank's. :meth:`ProbabilityObjectiveLoss.loss_and_metrics` returns them
+all-reduced, else this rank's; for ``adaptive_power`` also ``power``, the call's m (this rank's tokens). :meth:`ProbabilityObjectiveLoss.loss_and_metrics` returns them
 instead.
 
 The fused output layer, ``LinearProbabilityObjectiveLoss``, takes AutoModel's
@@ -221,6 +221,8 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
             "kept_tokens": kept.long(),
             "label_tokens": labelled.long(),
         }
+        if out.power is not None:
+            metrics["power"] = out.power.float()  # adaptive_power's m of this call (this rank's tokens)
 
         if self.reduction == "none":
             return loss.reshape(-1), metrics

@@ -3,6 +3,8 @@
 Not the benchmark's `paper_loss` (benchmarks/loss_benchmark.py), which times the paper's fp32 code path
 as users run it; this one is fp64 with ignore_index and the kept mask, for exactness."""
 
+import dataclasses
+
 import torch
 
 CLOSED_FORM = {
@@ -14,7 +16,15 @@ CLOSED_FORM = {
     "dft": lambda p, lp, o: -p.detach() * lp,
     "log_one_minus_p": lambda p, lp, o: torch.log(1 - p + o.offset),
     "log_one_minus_p_threshold": lambda p, lp, o: torch.log(1 - p + o.offset),
+    # o.power: the batch's m, a constant (see reference_power)
+    "adaptive_power": lambda p, lp, o: (1 - p**o.power) / o.power,
 }
+
+
+def reference_power(prob, valid, objective):
+    """adaptive_power's m, the plain way: mean detached p of the supervised tokens, in [min_power, 1]."""
+    m = prob.detach()[valid].mean().item() if bool(valid.any()) else 0.0
+    return torch.tensor(min(max(m, objective.min_power), 1.0), dtype=torch.float64)
 
 
 def reference_objective(logits, target, objective, ignore_index=-100):
@@ -24,6 +34,8 @@ def reference_objective(logits, target, objective, ignore_index=-100):
     logprob = logprobs.gather(-1, torch.where(valid, target, 0)[..., None]).squeeze(-1)
     prob = logprob.exp()
     kept = valid.clone()
+    if objective.name == "adaptive_power":
+        objective = dataclasses.replace(objective, power=reference_power(prob, valid, objective))
     if objective.threshold is not None:
         p = prob.detach()
         kept &= (p >= objective.threshold) if objective.keep == "above" else (p <= objective.threshold)

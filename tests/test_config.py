@@ -52,6 +52,13 @@ def test_hydra_overrides_select_log_one_minus_p(recipe):
         "log_one_minus_p_threshold", threshold=0.5, offset=1e-3)
 
 
+def test_hydra_overrides_select_adaptive_power(recipe):
+    assert objective_from_config(load_config(recipe, ["model.loss=adaptive_power"])) == get_objective(
+        "adaptive_power", min_power=1e-3)
+    cfg = load_config(recipe, ["model.loss=adaptive_power", "model.loss_args.min_power=0.05"])
+    assert objective_from_config(cfg).min_power == 0.05
+
+
 def test_add_force_add_and_delete(recipe):
     cfg = load_config(recipe, ["+trainer.seed=3", "++trainer.lr=1e-4", "~trainer.max_steps"])
     assert cfg.trainer.seed == 3 and cfg.trainer.lr == 1e-4 and "max_steps" not in cfg.trainer
@@ -81,6 +88,8 @@ def test_bad_overrides_are_one_line_errors(recipe, overrides, message):
         (["model.loss_args.alpha=2"], "does not take argument 'alpha'"),
         (["model.loss_args=5"], "must be a mapping"),
         (["model.loss=log_one_minus_p", "model.loss_args.offset=-1"], "'offset' must be >= 0"),
+        (["model.loss=adaptive_power", "model.loss_args.min_power=0"], "'min_power' must lie in \\(0, 1\\]"),
+        (["model.loss=adaptive_power", "model.loss_args.min_power=2"], "'min_power' must lie in \\(0, 1\\]"),
     ],
 )
 def test_bad_objective_in_config(recipe, overrides, message):

@@ -27,7 +27,8 @@ def test_is_a_nemo_loss_with_neural_types():
     assert set(loss.output_types) == {"loss"}
 
 
-@pytest.mark.parametrize("name", ["nll", "OnlyTopP-0.1", "OnlyBottomLogP-0.1", "neg_p_power", "log_one_minus_p"])
+@pytest.mark.parametrize("name", ["nll", "OnlyTopP-0.1", "OnlyBottomLogP-0.1", "neg_p_power", "log_one_minus_p",
+                                  "adaptive_power"])
 def test_reduces_over_kept_and_masked_tokens(name):
     logits, labels, mask = batch()
     loss_fn = ProbabilityObjectiveLoss(name)

@@ -19,7 +19,7 @@ def apply_loss_mask(out: ObjectiveOutput, loss_mask: Optional[Tensor]) -> Object
     if loss_mask is None:
         return out
     kept = out.kept & loss_mask.bool()
-    return ObjectiveOutput(out.loss * kept, out.prob, kept)
+    return ObjectiveOutput(out.loss * kept, out.prob, kept, out.power)
 
 
 def objective_loss(

@@ -80,16 +80,16 @@ class VocabParallelLinearObjective(torch.autograd.Function):
             del logits
         stats = passes.combine_row_stats(torch.stack(block_stats))
         lse, target_logit = passes.merge_row_stats(passes.gather_row_stats(stats, group))
-        loss, prob, kept, token_weight = passes.token_outputs(objective, valid, lse, target_logit)
+        loss, prob, kept, token_weight, power = passes.token_outputs(objective, valid, lse, target_logit)
 
         ctx.save_for_backward(hidden, weight, local_target, owned, lse, token_weight)
         ctx.group, ctx.chunk, ctx.backend = group, chunk, backend
         ctx.reduce_hidden_grad = reduce_hidden_grad
-        ctx.mark_non_differentiable(prob, kept)
-        return loss, prob, kept
+        ctx.mark_non_differentiable(prob, kept, *([] if power is None else [power]))
+        return loss, prob, kept, power
 
     @staticmethod
-    def backward(ctx, grad_loss, _grad_prob, _grad_kept):
+    def backward(ctx, grad_loss, _grad_prob, _grad_kept, _grad_power):
         hidden, weight, local_target, owned, lse, token_weight = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         scale = grad_loss.to(token_weight.dtype) * token_weight
@@ -176,7 +176,7 @@ def vocab_parallel_linear_objective(
         raise ValueError(f"chunk_vocab must be a positive integer, got {chunk_vocab!r}")
     # The backend is chosen for the block logits, which are contiguous and on hidden's device.
     probe = torch.empty(0, v_local, dtype=hidden.dtype, device=hidden.device)
-    loss, prob, kept = VocabParallelLinearObjective.apply(
+    loss, prob, kept, power = VocabParallelLinearObjective.apply(
         flat_hidden,
         weight_shard,
         target.reshape(-1),
@@ -189,4 +189,4 @@ def vocab_parallel_linear_objective(
         resolve_backend(probe, backend),
     )
     shape = target.shape
-    return ObjectiveOutput(loss.view(shape), prob.view(shape), kept.view(shape))
+    return ObjectiveOutput(loss.view(shape), prob.view(shape), kept.view(shape), power)

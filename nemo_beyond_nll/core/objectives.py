@@ -3,7 +3,9 @@
 Every objective is described by two functions of the fp32 target log-probability:
 its per-token value f(p) and its gradient weight w(p) = -f'(p) * p, so that
 df/dlogits = w(p) * (softmax - onehot). The vocab-parallel function only ever needs
-these two, which is why a new objective is one table row here and nothing elsewhere.
+these two, which is why a new objective is one table row here and nothing elsewhere. An objective
+whose shape depends on the batch (adaptive_power's m) also gives a `batch` function, which
+`Objective.for_batch` applies once per call to make the concrete objective.
 
 Pure torch; nothing here knows about tensor parallelism, Megatron or YAML.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -23,6 +25,7 @@ DEFAULT_ALPHA = 10.0  # the paper's -p^10
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_OFFSET = 0.0  # log(1 - p + offset): 0 is the plain log(1 - p)
 UNLIKELIHOOD_OFFSET = 1e-3  # the offset the paper's code adds inside log(1 - p + offset)
+DEFAULT_MIN_POWER = 1e-3  # adaptive_power's floor on m; there (1 - p^m)/m = -log p - m/2 * log(p)^2 + ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class _Family:
     weight: Callable[[Tensor, "Objective"], Tensor]  # w from log p (and the objective's arguments)
     params: Tuple[str, ...]
     formula: str
+    # Fields that depend on the call's batch, from (detached prob, valid mask, objective); None: batch-free.
+    batch: Optional[Callable[[Tensor, Tensor, "Objective"], Dict[str, Tensor]]] = None
 
 
 def _ones(logp: Tensor, _obj) -> Tensor:
@@ -63,6 +68,27 @@ def _odds(logp: Tensor, obj) -> Tensor:
     return logp.exp() / _one_minus_p_plus(logp, obj.offset)
 
 
+def _batch_power(prob: Tensor, valid: Tensor, obj) -> Dict[str, Tensor]:
+    """adaptive_power's m: the mean p over the call's supervised rows, in [min_power, 1], as a 0-d tensor.
+
+    `prob` and `valid` are the merged row statistics' p and mask, which every tensor-parallel rank
+    holds identically, so m is the same on every rank without a collective. m is per call: one
+    micro-batch (with context or sequence parallelism, this rank's slice of it); under data
+    parallelism each rank uses its own micro-batch's m. No host sync: the count stays on the device.
+    Supervised means not ignore_index: a loss mask applied after the call does not enter m, so a
+    caller that masks tokens (prompts) that way sets their labels to ignore_index for m to skip them.
+    """
+    total = torch.where(valid, prob.detach(), 0.0).sum()
+    mean = total / valid.sum().clamp(min=1).to(total.dtype)
+    return {"power": mean.clamp(min=obj.min_power, max=1.0)}
+
+
+def _power(obj) -> Tensor:
+    if obj.power is None:
+        raise ValueError(f"{obj.name}'s power m is set per call: use objective.for_batch(prob, valid) first")
+    return obj.power
+
+
 # 1 - p and 1 - p^a are written with expm1 so that p close to 1 keeps its precision.
 FAMILIES: Dict[str, _Family] = {
     "nll": _Family(lambda lp, o: -lp, _ones, (), "-log p"),
@@ -81,6 +107,14 @@ FAMILIES: Dict[str, _Family] = {
     "log_one_minus_p": _Family(_log_one_minus_p, _odds, ("offset",), "log(1 - p + offset)"),
     "log_one_minus_p_threshold": _Family(
         _log_one_minus_p, _odds, ("offset", "threshold", "keep"), "log(1 - p + offset) on kept tokens"
+    ),
+    # (1 - p^m)/m with m the batch's mean p: about -log p where the model knows little, 1 - p where it knows much.
+    "adaptive_power": _Family(
+        lambda lp, o: -torch.expm1(_power(o) * lp) / _power(o),
+        lambda lp, o: torch.exp(_power(o) * lp),
+        ("min_power",),
+        "(1 - p^m) / m, m = mean p of the batch (detached, >= min_power)",
+        batch=_batch_power,
     ),
 }
 
@@ -118,6 +152,10 @@ class Objective:
     threshold: Optional[float] = None
     keep: Optional[str] = None
     offset: Optional[float] = None
+    min_power: Optional[float] = None
+    # Set by for_batch for a batch-dependent objective (adaptive_power's m): not an argument, so it
+    # takes no part in equality, hashing or printing.
+    power: Optional[Tensor] = field(default=None, compare=False, repr=False)
 
     @property
     def family(self) -> _Family:
@@ -130,6 +168,13 @@ class Objective:
     @property
     def is_thresholded(self) -> bool:
         return self.threshold is not None
+
+    def for_batch(self, prob: Tensor, valid: Tensor) -> "Objective":
+        """The concrete objective for one call, from its detached target probabilities and supervised
+        mask; a batch-free objective returns itself."""
+        if self.family.batch is None:
+            return self
+        return replace(self, **self.family.batch(prob, valid, self))
 
     def value(self, logprob: Tensor) -> Tensor:
         """Per-token f(p) from the target log-probability (no threshold applied)."""
@@ -176,6 +221,11 @@ def _validated(name: str, args: dict) -> Objective:
         if offset < 0:
             raise ValueError(f"objective argument 'offset' must be >= 0, got {offset}")
         fields["offset"] = offset
+    if "min_power" in params:
+        min_power = _as_number("min_power", args.get("min_power", DEFAULT_MIN_POWER))
+        if not 0.0 < min_power <= 1.0:
+            raise ValueError(f"objective argument 'min_power' must lie in (0, 1], got {min_power}")
+        fields["min_power"] = min_power
     if "threshold" in params:
         threshold = _as_number("threshold", args.get("threshold", DEFAULT_THRESHOLD))
         if not 0.0 <= threshold <= 1.0:

@@ -137,16 +137,22 @@ def check_finite_rows(gathered: Tensor, lse: Tensor, target_logit: Tensor, valid
 
 
 def token_outputs(objective: Objective, valid: Tensor, lse: Tensor, target_logit: Tensor):
-    """(loss, prob, kept, weight) per token from the merged row stats; weight is w(p) on kept tokens."""
+    """(loss, prob, kept, weight, power) per token from the merged row stats; weight is w(p) on kept tokens.
+
+    The batch-dependent part of an objective (adaptive_power's m, returned as `power`; None for the
+    others) is fixed here, from the merged stats that every rank holds, so it is the same on every
+    rank and reaches every path (unfused, fused linear, both backends) with no collective.
+    """
     logprob = torch.where(valid, target_logit - lse, 0.0)
     prob = torch.where(valid, logprob.exp(), 0.0)
+    objective = objective.for_batch(prob, valid)
     kept = valid
     threshold_mask = objective.keep_mask(prob)
     if threshold_mask is not None:
         kept = kept & threshold_mask
     loss = torch.where(kept, objective.value(logprob), 0.0)
     weight = torch.where(kept, objective.weight(logprob), 0.0)
-    return loss, prob, kept, weight
+    return loss, prob, kept, weight, objective.power
 
 
 def write_gradient(logits: Tensor, grad: Tensor, lse: Tensor, scale: Tensor, local_target: Tensor, owned: Tensor) -> None:

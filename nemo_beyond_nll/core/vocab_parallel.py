@@ -41,11 +41,14 @@ class ObjectiveOutput:
     prob: the target probability, detached (0 at ignore_index).
     Both are fp32 (fp64 for fp64 logits) whatever the logits' dtype.
     kept: True where the token counts: not ignore_index and inside the threshold.
+    power: adaptive_power's m for this call (0-d, detached), the same on every rank; None for
+    objectives that do not depend on the batch.
     """
 
     loss: Tensor
     prob: Tensor
     kept: Tensor
+    power: Optional[Tensor] = None
 
     def mean_over_kept(self) -> Tensor:
         """The paper's reduction: summed loss over the number of kept tokens (0 when none is kept)."""
@@ -66,17 +69,17 @@ class VocabParallelObjective(torch.autograd.Function):
         lse, target_logit = passes.merge_row_stats(gathered)
         if check_finite:
             passes.check_finite_rows(gathered, lse, target_logit, valid)
-        loss, prob, kept, weight = passes.token_outputs(objective, valid, lse, target_logit)
+        loss, prob, kept, weight, power = passes.token_outputs(objective, valid, lse, target_logit)
 
         ctx.save_for_backward(logits, local_target, owned, lse, weight)
         ctx.inplace_backward = inplace_backward
         ctx.backend = backend
         ctx.backward_done = False
-        ctx.mark_non_differentiable(prob, kept)
-        return loss, prob, kept
+        ctx.mark_non_differentiable(prob, kept, *([] if power is None else [power]))
+        return loss, prob, kept, power
 
     @staticmethod
-    def backward(ctx, grad_loss, _grad_prob, _grad_kept):
+    def backward(ctx, grad_loss, _grad_prob, _grad_kept, _grad_power):
         if ctx.inplace_backward and ctx.backward_done:
             raise RuntimeError(
                 "vocab_parallel_objective: backward ran twice, but the first one overwrote the logits "
@@ -139,7 +142,7 @@ def vocab_parallel_objective(
         inplace_backward = logits.dtype != torch.float64
     v_local = logits.shape[-1]
     flat_logits = logits.reshape(-1, v_local)
-    loss, prob, kept = VocabParallelObjective.apply(
+    loss, prob, kept, power = VocabParallelObjective.apply(
         flat_logits,
         target.reshape(-1),
         objective,
@@ -151,4 +154,4 @@ def vocab_parallel_objective(
         check_finite,
     )
     shape = target.shape
-    return ObjectiveOutput(loss.view(shape), prob.view(shape), kept.view(shape))
+    return ObjectiveOutput(loss.view(shape), prob.view(shape), kept.view(shape), power)

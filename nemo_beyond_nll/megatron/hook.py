@@ -79,7 +79,7 @@ def _objective_language_model_loss(self, labels: torch.Tensor, logits) -> torch.
         )
     # Kept for the training step's metrics and kept-token reduction, in the labels' [b, s] layout.
     self.beyond_nll_last_output = ObjectiveOutput(
-        out.loss.transpose(0, 1), out.prob.transpose(0, 1), out.kept.transpose(0, 1)
+        out.loss.transpose(0, 1), out.prob.transpose(0, 1), out.kept.transpose(0, 1), out.power
     )
     return out.loss.transpose(0, 1).contiguous()
 
@@ -139,7 +139,8 @@ def installed_objective(model) -> Optional[Objective]:
 
 
 def last_output(model) -> Optional[ObjectiveOutput]:
-    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None.
+    """Per-token (loss, prob, kept) `[b, s]` of the most recent forward with labels, or None;
+    `power` is adaptive_power's m of that forward (None for other objectives).
 
     Public and stable: Megatron's forward returns only the loss, so this is how callers (the
     training step's metrics and kept-token reduction, the probe) get prob and kept.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -34,13 +34,14 @@ def loss_metric_name(objective: Objective) -> str:
 
 
 def objective_loss_terms(
-    per_token_loss: torch.Tensor, prob: torch.Tensor, kept: torch.Tensor, loss_mask: torch.Tensor
+    per_token_loss: torch.Tensor, prob: torch.Tensor, kept: torch.Tensor, loss_mask: torch.Tensor,
+    power: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
     """(sum of loss over kept tokens, number of kept tokens, metrics) for one micro-batch.
 
     A token counts when the data's loss_mask selects it and the objective keeps it. Metrics:
-    `lm loss` (the reduced objective), `target prob` (mean p over loss_mask tokens) and
-    `kept fraction` (kept / loss_mask tokens).
+    `lm loss` (the reduced objective), `target prob` (mean p over loss_mask tokens),
+    `kept fraction` (kept / loss_mask tokens) and, given adaptive_power's m as `power`, `power`.
     """
     mask = loss_mask.reshape(-1).float()
     counted = kept.reshape(-1).float() * mask
@@ -48,6 +49,7 @@ def objective_loss_terms(
     num_kept = counted.sum()
     metrics = {"lm loss": torch.stack([loss_sum.detach(), num_kept])}
     metrics.update(probability_metrics(prob, counted, mask))
+    metrics.update(power_metric(power))
     return loss_sum, num_kept.to(torch.int), metrics
 
 
@@ -58,6 +60,15 @@ def probability_metrics(prob: torch.Tensor, counted: torch.Tensor, mask: torch.T
         "target prob": torch.stack([(prob.reshape(-1).float() * mask).sum(), num_tokens]),
         "kept fraction": torch.stack([counted.sum(), num_tokens]),
     }
+
+
+def power_metric(power: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """adaptive_power's m of one micro-batch as a `power` [m, 1] pair, so that it is logged as its mean
+    over the step's micro-batches and data-parallel ranks; nothing for other objectives. Only a
+    metric: the loss and its reduction do not read it."""
+    if power is None:
+        return {}
+    return {"power": torch.stack([power.detach().float(), torch.ones((), device=power.device)])}
 
 
 def installed_output(model):
@@ -71,7 +82,7 @@ def installed_output(model):
 def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
     """Bridge-style loss function for the per-token loss `output_tensor` the installed model returned."""
     out = installed_output(model)
-    return objective_loss_terms(output_tensor, out.prob, out.kept, loss_mask)
+    return objective_loss_terms(output_tensor, out.prob, out.kept, loss_mask, out.power)
 
 
 def _bridge_masked_loss():
@@ -89,8 +100,8 @@ class ObjectiveForwardStep:
     The objective is installed on each model chunk the first time the step sees it. The loss goes
     through Bridge's `masked_next_token_loss` with the kept tokens as its mask, so the run's
     `rerun_state_machine` settings (NaN/Inf and spiky-loss checks) hold as for Bridge's own loss.
-    Training logs `<objective> loss` (`lm loss` for nll), `target prob` and `kept fraction`;
-    validation logs the loss alone, since Bridge prints a perplexity beside every validation value.
+    Training logs `<objective> loss` (`lm loss` for nll), `target prob`, `kept fraction` (and `power`,
+    adaptive_power's m); validation logs the loss alone, since Bridge prints a perplexity beside every validation value.
     Every `hist_interval` steps the histogram of target probabilities of the logging rank's first
     micro-batch goes to Bridge's TensorBoard and W&B loggers.
     """
@@ -126,6 +137,7 @@ class ObjectiveForwardStep:
         metrics = {self.metric_name: torch.stack([summed, count + NO_ZERO_DIVISION])}
         if model.training:
             metrics.update(probability_metrics(out.prob, counted, mask))
+            metrics.update(power_metric(out.power))
             self._after_training_micro_batch(state, out, counted, mask, loss_mask)
         return loss_sum, num_kept, metrics
 

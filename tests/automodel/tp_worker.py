@@ -24,7 +24,7 @@ OBJECTIVES = [
     ("nll", {}), ("neg_p", {}), ("neg_p_power", {"alpha": 3.0}), ("dft", {}),
     ("neg_p_threshold", {"threshold": 0.03}), ("neg_p_threshold", {"threshold": 0.05, "keep": "below"}),
     ("nll_threshold", {"threshold": 0.03}), ("OnlyTopP-0.03", {}),
-    ("log_one_minus_p", {}), ("UnlikehoodTop-0.03", {}),
+    ("log_one_minus_p", {}), ("UnlikehoodTop-0.03", {}), ("adaptive_power", {}),
 ]
 
 
@@ -98,6 +98,8 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
                     loss = loss_fn(sharded, dlabels, num_label_tokens=num)
                 loss.backward()
                 same_on_every_rank(loss.detach(), f"{name} loss")
+                if "power" in loss_fn.last_metrics:  # adaptive_power's m
+                    same_on_every_rank(loss_fn.last_metrics["power"].reshape(1), f"{name} power")
                 torch.testing.assert_close(loss.detach(), ref_loss, **tol)
                 torch.testing.assert_close(local.grad, ref_grad[..., rank * v_local:(rank + 1) * v_local], **tol)
                 worst["loss"] = max(worst["loss"], (loss.detach() - ref_loss).abs().item())
@@ -142,6 +144,8 @@ def data_parallel(rank: int, world: int, port: int, out: str):
     init(rank, world, port)
     worst = {"loss": 0.0, "grad": 0.0}
     for i, (name, args) in enumerate(OBJECTIVES):
+        if name == "adaptive_power":
+            continue  # m is per micro-batch: each rank's own, not the concatenated batch's (tested in tensor_parallel)
         parts = [data(50 + 7 * i + r) for r in range(world)]
         num = sum(int((labels != -100).sum()) for _, labels in parts)
         logits, labels = parts[rank]

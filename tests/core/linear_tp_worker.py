@@ -18,7 +18,7 @@ from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_linear_objective, vocab_parallel_objective
 
 OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft",
-              "log_one_minus_p", "UnlikehoodTop-0.02"]
+              "log_one_minus_p", "UnlikehoodTop-0.02", "adaptive_power"]
 TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.bfloat16: (2e-2, 2e-2)}
 
 
@@ -65,6 +65,11 @@ def main():
             check(shard_w.grad, whole_w.grad[rows], f"{what} weight grad", TOLERANCE[dtype])
             for t, label in ((out.loss, "loss"), (out.prob, "prob"), (out.kept, "kept"), (shard_h.grad, "hgrad")):
                 same_on_all_ranks(t.detach(), f"{what} {label}")
+            if (out.power is None) != (name != "adaptive_power"):
+                fail(f"{what}: power {out.power}")
+            if out.power is not None:  # adaptive_power's m: bitwise the same on every rank, no collective
+                same_on_all_ranks(out.power.reshape(1), f"{what} power")
+                check(out.power, whole.power, f"{what} power", TOLERANCE[dtype])
             if get_objective(name).is_thresholded and (out.kept.all() or not out.kept.any()):
                 fail(f"{what}: threshold did not split the tokens")
 

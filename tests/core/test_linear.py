@@ -8,7 +8,7 @@ from nemo_beyond_nll.core import triton_kernels
 from nemo_beyond_nll.core.linear import default_chunk_vocab
 
 OBJECTIVES = ["nll", "neg_p", "GeneralFamily-3", "OnlyTopP-0.02", "OnlyBottomLogP-0.02", "dft",
-              "log_one_minus_p", "UnlikehoodTop-0.02"]
+              "log_one_minus_p", "UnlikehoodTop-0.02", "adaptive_power"]
 TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.bfloat16: (2e-2, 2e-2)}
 
 
@@ -136,7 +136,7 @@ def test_bad_inputs_raise():
 @pytest.mark.parametrize("tp", [2, 4])
 def test_tensor_parallel_equals_whole_vocabulary(torchrun, tp):
     reports = torchrun("core/linear_tp_worker.py", tp)
-    assert [(r["tp"], r["objectives"]) for r in reports] == [(tp, 8)] * tp
+    assert [(r["tp"], r["objectives"]) for r in reports] == [(tp, 9)] * tp
 
 
 def test_float_targets_are_a_one_line_error():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nemo_beyond_nll import FAMILIES, get_objective
-from nemo_beyond_nll.core.objectives import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from nemo_beyond_nll.core.objectives import DEFAULT_ALPHA, DEFAULT_MIN_POWER, DEFAULT_THRESHOLD
 
 from ..reference import CLOSED_FORM
 
@@ -39,6 +39,8 @@ def test_defaults_and_args():
     assert get_objective("log_one_minus_p").args == {"offset": 0.0}
     assert get_objective("log_one_minus_p_threshold").args == {"offset": 0.0, "threshold": DEFAULT_THRESHOLD,
                                                                "keep": "above"}
+    assert get_objective("adaptive_power").args == {"min_power": DEFAULT_MIN_POWER}
+    assert str(get_objective("adaptive_power", min_power=0.5)) == "adaptive_power(min_power=0.5)"
 
 
 def test_consistent_args_with_reference_name_are_accepted():
@@ -79,6 +81,12 @@ def test_unknown_name_lists_valid_names():
         ("log_one_minus_p", {"threshold": 0.1}, "threshold"),
         ("UnlikehoodTop-0.1", {"offset": 0.0}, "offset"),
         ("UnlikehoodBottom-x", {}, "'x'"),
+        ("adaptive_power", {"min_power": 0}, "min_power"),
+        ("adaptive_power", {"min_power": -1e-3}, "min_power"),
+        ("adaptive_power", {"min_power": 1.5}, "min_power"),
+        ("adaptive_power", {"min_power": float("nan")}, "min_power"),
+        ("adaptive_power", {"alpha": 2}, "alpha"),
+        ("neg_p_power", {"min_power": 0.1}, "min_power"),
     ],
 )
 def test_bad_arguments_name_the_argument(name, args, named):
@@ -88,10 +96,10 @@ def test_bad_arguments_name_the_argument(name, args, named):
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_value_and_weight_match_closed_form(name):
-    """value = f(p), and weight = -f'(p) * p (by autograd on the closed form)."""
-    obj = get_objective(name)
+    """value = f(p), and weight = -f'(p) * p (by autograd on the closed form, adaptive_power's m held constant)."""
     logprob = torch.linspace(-30, 0, 301, dtype=torch.float64).requires_grad_()
     prob = logprob.exp()
+    obj = get_objective(name).for_batch(prob.detach(), torch.ones_like(prob, dtype=torch.bool))
     closed = CLOSED_FORM[name](prob, logprob, obj)
     value, weight = obj.value(logprob.detach()), obj.weight(logprob.detach())
     assert torch.isfinite(value).all() and torch.isfinite(weight).all()
@@ -132,3 +140,38 @@ def test_keep_mask_uses_inclusive_comparisons():
     assert get_objective("OnlyTopP-0.1").keep_mask(prob).tolist() == [False, True, True]
     assert get_objective("OnlyBottomP-0.1").keep_mask(prob).tolist() == [True, True, False]
     assert get_objective("neg_p").keep_mask(prob) is None
+
+
+def test_batch_free_objectives_are_their_own_batch_objective():
+    prob, valid = torch.tensor([0.2, 0.6]), torch.tensor([True, True])
+    for name in FAMILIES:
+        obj = get_objective(name)
+        assert (obj.for_batch(prob, valid) is obj) == (name != "adaptive_power")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adaptive_power_is_the_mean_p_of_the_valid_rows_floored_and_detached(dtype):
+    obj = get_objective("adaptive_power", min_power=0.01)
+    prob = torch.tensor([0.2, 0.9, 0.4, 0.0], dtype=dtype, requires_grad=True)
+    valid = torch.tensor([True, False, True, False])
+    power = obj.for_batch(prob, valid).power
+    assert power.dim() == 0 and power.dtype == dtype and not power.requires_grad
+    assert math.isclose(power.item(), 0.3, rel_tol=1e-6)
+    assert obj.for_batch(prob * 0.01, valid).power.item() == pytest.approx(0.01)  # 0.003 floored
+    assert obj.for_batch(prob, torch.zeros(4, dtype=torch.bool)).power.item() == pytest.approx(0.01)  # none valid
+    assert obj.for_batch(torch.ones(4, dtype=dtype), valid).power.item() == 1.0
+    # m is not an argument: equality and the printed form are those of the batch-free objective
+    assert obj.for_batch(prob, valid) == obj and str(obj.for_batch(prob, valid)) == str(obj)
+
+
+def test_adaptive_power_needs_its_batch():
+    with pytest.raises(ValueError, match="for_batch"):
+        get_objective("adaptive_power").value(torch.zeros(3))
+
+
+def test_adaptive_power_is_neg_p_power_with_alpha_m():
+    logprob = torch.linspace(-20, 0, 41, dtype=torch.float64)
+    obj = get_objective("adaptive_power").for_batch(torch.tensor([0.25, 0.5]), torch.tensor([True, True]))
+    same = get_objective("neg_p_power", alpha=0.375)
+    torch.testing.assert_close(obj.value(logprob), same.value(logprob), rtol=1e-15, atol=0)
+    torch.testing.assert_close(obj.weight(logprob), same.weight(logprob), rtol=1e-15, atol=0)

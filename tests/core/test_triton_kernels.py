@@ -14,7 +14,7 @@ from nemo_beyond_nll.core.backends import BACKEND_ENV, resolve_backend
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
               "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft",
-              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02"]
+              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02", "adaptive_power"]
 TOLERANCE = {torch.float64: (1e-12, 1e-14), torch.float32: (2e-5, 1e-6), torch.bfloat16: (1e-2, 4e-3)}
 
 
@@ -140,5 +140,5 @@ def test_backend_choice(monkeypatch, kernel_calls):
 
 def test_tensor_parallel_triton_equals_whole_vocabulary(torchrun):
     reports = torchrun("core/vocab_parallel_tp_worker.py", 2, "triton")
-    assert [(r["tp"], r["objectives"], r["backend"]) for r in reports] == [(2, 12, "triton")] * 2
+    assert [(r["tp"], r["objectives"], r["backend"]) for r in reports] == [(2, 13, "triton")] * 2
     assert all(r["kernel_launches"] > 0 for r in reports)

@@ -4,7 +4,7 @@ import pytest
 @pytest.mark.parametrize("tp", [2, 4, 8])
 def test_sharded_equals_whole_vocabulary(torchrun, tp):
     reports = torchrun("core/vocab_parallel_tp_worker.py", tp)
-    assert [(r["tp"], r["objectives"], r["dtypes"], r["backend"]) for r in reports] == [(tp, 12, 3, "torch")] * tp
+    assert [(r["tp"], r["objectives"], r["dtypes"], r["backend"]) for r in reports] == [(tp, 13, 3, "torch")] * tp
 
 
 def test_check_finite_names_the_first_bad_row_and_its_rank(torchrun):

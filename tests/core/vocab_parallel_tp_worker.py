@@ -26,7 +26,7 @@ from nemo_beyond_nll import get_objective, vocab_parallel_objective
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "GeneralFamily-0.5", "OnlyTopP-0.02", "OnlyBottomP-0.02",
               "OnlyTopLogP-0.02", "OnlyBottomLogP-0.02", "dft",
-              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02"]
+              "log_one_minus_p", "UnlikehoodTop-0.02", "UnlikehoodBottom-0.02", "adaptive_power"]
 TOLERANCE = {torch.float64: (1e-12, 1e-14), torch.float32: (2e-5, 1e-6), torch.bfloat16: (1e-2, 2e-3)}
 
 
@@ -117,6 +117,11 @@ def main():
             check(shard_in.grad, whole_in.grad[..., shard_cols], f"{what} grad", TOLERANCE[dtype])
             for t, label in ((out.loss, "loss"), (out.prob, "prob"), (out.kept, "kept")):
                 same_on_all_ranks(t.detach(), f"{what} {label}")
+            if (out.power is None) != (whole.power is None) or (out.power is None) != (name != "adaptive_power"):
+                fail(f"{what}: power {out.power} sharded, {whole.power} whole")
+            if out.power is not None:  # adaptive_power's m: bitwise the same on every rank, no collective
+                same_on_all_ranks(out.power.reshape(1), f"{what} power")
+                check(out.power, whole.power, f"{what} power", TOLERANCE[dtype])
             if get_objective(name).is_thresholded and (out.kept.all() or not out.kept.any()):
                 fail(f"{what}: threshold did not split the tokens")
 

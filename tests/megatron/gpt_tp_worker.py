@@ -16,7 +16,8 @@ from nemo_beyond_nll.engines.cpu.generate import greedy_generate
 from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
 from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
-OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft", "log_one_minus_p"]
+OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft", "log_one_minus_p",
+              "adaptive_power"]
 CFG = TinyGPTConfig(vocab_size=128, seq_length=16, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
 # With a multi-token-prediction head, whose loss Megatron also computes through the hooked method.
 MTP_CFG = dataclasses.replace(CFG, mtp_num_layers=1)
@@ -105,6 +106,10 @@ def main():
             close(out.prob, ref_out.prob, f"{label}: prob")
             if not torch.equal(out.kept, ref_out.kept):
                 fail(f"{label}: kept differs")
+            if (out.power is None) != (name != "adaptive_power"):
+                fail(f"{label}: last_output power {out.power}")
+            if out.power is not None:
+                close(out.power, ref_out.power, f"{label}: power")
             if get_objective(name).is_thresholded and out.kept.all():
                 fail(f"{label}: threshold kept every token; the test would not test it")
         for pname, grad in grads.items():

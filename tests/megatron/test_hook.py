@@ -42,6 +42,26 @@ def test_install_replaces_and_uninstall_restores(model):
     assert torch.equal(forward(model, labels).detach(), megatron_loss)
 
 
+def test_last_output_carries_adaptive_powers_m(model):
+    """m is the mean p of the forward's non-ignored labels; the loss is (1 - p^m)/m there, 0 elsewhere."""
+    labels = torch.randint(0, CFG.vocab_size, (2, 8), generator=torch.Generator().manual_seed(1))
+    labels[0, :3] = -100
+    install(model, "adaptive_power")
+    try:
+        loss = forward(model, labels).detach()
+        out = last_output(model)
+        valid = labels != -100
+        assert out.power.dim() == 0 and out.power.item() > 0
+        torch.testing.assert_close(out.power, out.prob[valid].mean(), rtol=1e-6, atol=0)
+        m = out.power.item()
+        torch.testing.assert_close(loss, torch.where(valid, (1 - out.prob**m) / m, 0.0), rtol=1e-5, atol=1e-6)
+        install(model, "neg_p")
+        forward(model, labels)
+        assert last_output(model).power is None
+    finally:
+        uninstall(model)
+
+
 def test_install_rejects_bad_objective_and_models(model):
     with pytest.raises(ValueError, match="unknown objective"):
         install(model, "focal")
@@ -77,4 +97,4 @@ def test_install_with_check_finite_names_the_bad_row(model):
 @pytest.mark.parametrize("tp", [2, 4])
 def test_gpt_model_tensor_parallel_equals_tp1(torchrun, tp):
     reports = torchrun("megatron/gpt_tp_worker.py", tp)
-    assert [(r["tp"], r["objectives"], r["mtp_objectives"]) for r in reports] == [(tp, 7, 2)] * tp
+    assert [(r["tp"], r["objectives"], r["mtp_objectives"]) for r in reports] == [(tp, 8, 2)] * tp

@@ -47,3 +47,26 @@ def test_loss_function_on_a_real_gpt_model():
     assert metrics["kept fraction"].tolist() == [counted.sum().item(), loss_mask.sum().item()]
     loss_sum.backward()
     assert model.output_layer.weight.grad.abs().sum() > 0
+
+
+def test_adaptive_power_logs_its_m_as_a_mean_pair():
+    """`power` is [m, 1], so Bridge's sum-then-divide logs the mean m of the micro-batches; the loss terms
+    are those of the per-token loss, as for any objective."""
+    init_megatron_cpu(tensor_parallel=1)
+    cfg = TinyGPTConfig(vocab_size=64, seq_length=8, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
+    model = build_tiny_gpt(cfg)
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 64, (2, 8), generator=g)
+    labels = torch.randint(0, 64, (2, 8), generator=g)
+    loss_mask = torch.ones(2, 8)
+    position_ids = torch.arange(8)[None].expand(2, -1)
+    install(model, "adaptive_power")
+    output = model(tokens, position_ids, causal_mask(8), labels=labels)
+    loss_sum, num_kept, metrics = objective_loss_function(model, loss_mask, output)
+    prob = metrics["target prob"][0] / metrics["target prob"][1]
+    torch.testing.assert_close(metrics["power"], torch.stack([prob, torch.tensor(1.0)]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(loss_sum, output.sum(), rtol=1e-6, atol=0)
+    assert num_kept.item() == 16
+    install(model, "neg_p")
+    output = model(tokens, position_ids, causal_mask(8), labels=labels)
+    assert "power" not in objective_loss_function(model, loss_mask, output)[2]
