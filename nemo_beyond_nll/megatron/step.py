@@ -33,6 +33,16 @@ def loss_metric_name(objective: Objective) -> str:
     return "lm loss" if objective.name == "nll" else f"{objective.name} loss"
 
 
+IGNORE_INDEX = -100  # the hook's ignore_index (vocab_parallel_objective's default)
+
+
+def supervised_labels(labels: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """`labels` with the positions the data's loss_mask leaves out (prompt, padding) set to the
+    ignore index. Their loss is masked out either way; ignoring them also keeps them out of what the
+    objective computes over the call's tokens (adaptive_power's m, the mean p of supervised tokens)."""
+    return torch.where(loss_mask.bool(), labels, torch.full_like(labels, IGNORE_INDEX))
+
+
 def objective_loss_terms(
     per_token_loss: torch.Tensor, prob: torch.Tensor, kept: torch.Tensor, loss_mask: torch.Tensor,
     power: Optional[torch.Tensor] = None,

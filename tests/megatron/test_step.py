@@ -70,3 +70,32 @@ def test_adaptive_power_logs_its_m_as_a_mean_pair():
     install(model, "neg_p")
     output = model(tokens, position_ids, causal_mask(8), labels=labels)
     assert "power" not in objective_loss_function(model, loss_mask, output)[2]
+
+
+def test_supervised_labels_keep_prompt_tokens_out_of_adaptive_power():
+    """With the loss_mask's positions ignored, adaptive_power's m is the mean p of the supervised
+    tokens only (the CPU engine's training step feeds the model such labels)."""
+    from nemo_beyond_nll.megatron import last_output
+    from nemo_beyond_nll.megatron.step import IGNORE_INDEX, supervised_labels
+
+    labels = torch.tensor([[5, 6, 7, 8]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    assert supervised_labels(labels, mask).tolist() == [[IGNORE_INDEX, 6, 7, IGNORE_INDEX]]
+    init_megatron_cpu(tensor_parallel=1)
+    cfg = TinyGPTConfig(vocab_size=64, seq_length=8, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64)
+    model = build_tiny_gpt(cfg)
+    install(model, "adaptive_power", min_power=1e-6)
+    g = torch.Generator().manual_seed(5)
+    tokens, labels = torch.randint(0, 64, (2, 8), generator=g), torch.randint(0, 64, (2, 8), generator=g)
+    loss_mask = torch.zeros(2, 8)
+    loss_mask[:, 5:] = 1.0  # the completion: the last three positions
+    position_ids = torch.arange(8)[None].expand(2, -1)
+    model(tokens, position_ids, causal_mask(8), labels=labels)
+    everything = last_output(model)
+    model(tokens, position_ids, causal_mask(8), labels=supervised_labels(labels, loss_mask))
+    supervised = last_output(model)
+    # p of a supervised token is the same either way; m is the mean over the supervised ones alone
+    assert torch.equal(supervised.prob[loss_mask.bool()], everything.prob[loss_mask.bool()])
+    assert torch.isclose(supervised.power, supervised.prob[loss_mask.bool()].mean())
+    assert torch.isclose(everything.power, everything.prob.mean())
+    assert not torch.isclose(supervised.power, everything.power)

@@ -79,6 +79,11 @@ def init_megatron_cpu(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> N
 
     init_distributed_cpu()
     if parallel_state.model_parallel_is_initialized():
+        same = (parallel_state.get_tensor_model_parallel_world_size() == tensor_parallel
+                and parallel_state.get_pipeline_model_parallel_world_size() == pipeline_parallel)
+        if same:  # reuse the groups: torch keeps every group made, and each gloo group its threads,
+            apply_cpu_shims()  # so re-making them for each run of a sweep leaks thousands of threads
+            return
         parallel_state.destroy_model_parallel()
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=tensor_parallel, pipeline_model_parallel_size=pipeline_parallel

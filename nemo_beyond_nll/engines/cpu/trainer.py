@@ -31,7 +31,7 @@ from .runtime import causal_mask, init_megatron_cpu
 from .generate import greedy_generate
 from .models import TinyGPTConfig, build_tiny_gpt
 from ...megatron.completions import completion_probabilities as measure_completion_probabilities
-from ...megatron.step import objective_loss_terms
+from ...megatron.step import objective_loss_terms, supervised_labels
 from .checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
 from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
 from ...probe import AUTO_FILE, auto_choice, probability_histogram, read_auto_choice
@@ -370,14 +370,15 @@ class SFTRecipe:
         began = time.perf_counter()
         indices = batch_indices(step, cfg.trainer.global_batch_size, len(self.session.train_examples), cfg.trainer.seed)
         self.optimizer.zero_grad(set_to_none=True)
-        totals = torch.zeros(4)  # loss sum, kept tokens, p sum, masked-in tokens
+        totals = torch.zeros(6)  # loss sum, kept tokens, p sum, masked-in tokens, power sum, micro-batches
         chunks = indices.split(cfg.trainer.micro_batch_size)
         reduced = 0.0  # the loss differentiated: see micro_batch_loss
         for chunk in chunks:
             tokens, labels, loss_mask = (train_data[k][chunk] for k in ("tokens", "labels", "loss_mask"))
-            per_token = model(tokens, self.position_ids[: len(chunk)], self.attention_mask, labels=labels)
+            per_token = model(tokens, self.position_ids[: len(chunk)], self.attention_mask,
+                              labels=supervised_labels(labels, loss_mask))
             out = last_output(model)
-            loss_sum, num_kept, metrics = objective_loss_terms(per_token, out.prob, out.kept, loss_mask)
+            loss_sum, num_kept, metrics = objective_loss_terms(per_token, out.prob, out.kept, loss_mask, out.power)
             if cfg.model.loss_reduction == "micro_batch":
                 loss = micro_batch_loss(loss_sum, num_kept, len(chunks))
                 loss.backward()
@@ -386,6 +387,8 @@ class SFTRecipe:
                 loss_sum.backward()
             totals[:2] += metrics["lm loss"]
             totals[2:4] += metrics["target prob"]
+            if "power" in metrics:  # adaptive_power's m
+                totals[4:6] += metrics["power"]
         kept = float(totals[1])
         if cfg.model.loss_reduction != "micro_batch":
             reduced = float(totals[0]) / max(kept, 1.0)
@@ -398,7 +401,8 @@ class SFTRecipe:
         self.scheduler.step()
         record = {"event": "train", "step": step + 1, "loss": reduced,
                   "target_prob": float(totals[2] / totals[3]), "kept_fraction": kept / float(totals[3]),
-                  "lr": lr, "grad_norm": norm, "seconds": time.perf_counter() - began}
+                  "lr": lr, "grad_norm": norm, "seconds": time.perf_counter() - began,
+                  **({"power": float(totals[4] / totals[5])} if totals[5] else {})}
         if self.rank == 0:
             self.log.append(record)
         return record

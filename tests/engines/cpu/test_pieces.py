@@ -126,3 +126,20 @@ def test_zero_kept_warning_names_threshold_and_mean_p():
     assert text == ("WARNING: neg_p_threshold(threshold=0.1, keep=above) keeps no token at steps 1-5 (kept fraction 0, "
                     "threshold 0.1, mean p 0.007812): it trains nothing there; lower model.loss_args.threshold "
                     "if this persists")
+
+
+def test_reinitialising_megatron_with_the_same_sizes_reuses_its_groups():
+    """A sweep starts one run after another in one process: each run's start must not make new
+    process groups (torch keeps them all, with their gloo threads, for the process's life)."""
+    import threading
+
+    from megatron.core import parallel_state
+
+    from nemo_beyond_nll.engines.cpu.runtime import init_megatron_cpu
+
+    init_megatron_cpu(tensor_parallel=1)
+    group, threads = parallel_state.get_tensor_model_parallel_group(), threading.active_count()
+    for _ in range(3):
+        init_megatron_cpu(tensor_parallel=1)
+    assert parallel_state.get_tensor_model_parallel_group() is group
+    assert threading.active_count() == threads
