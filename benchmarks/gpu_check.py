@@ -96,24 +96,26 @@ def steps(args) -> list:
     # On CPU the kernels can only run interpreted; on the GPU they must be compiled.
     triton = {"TRITON_INTERPRET": "1"} if smoke else {"TRITON_INTERPRET": None}
 
-    install = Step("install", 45)
+    install = Step("install", 60)
     if smoke:
         install.skip = "--smoke: nothing to install"
     elif not args.wheels.is_dir():
         install.skip = f"no wheel folder {args.wheels} (benchmarks/download_gpu_wheels.sh makes it)"
     else:
-        pip = [py, "-m", "pip", "install", "--no-index", "--find-links", str(args.wheels)]
+        # --no-compile: byte-compiling every file of the wheels costs more than the check gains from it
+        pip = [py, "-m", "pip", "install", "--no-index", "--no-compile", "--disable-pip-version-check",
+               "--find-links", str(args.wheels)]
         install.commands = [pip + ["-r", str(BENCH / "gpu_wheels.txt")],
                             pip + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)]]
 
-    env = Step("env", 30, outputs=["env.md"], env=triton)
+    env = Step("env", 20, outputs=["env.md"], env=triton)
     if not smoke:
         env.commands.append(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm",
                              "--format=csv"])
     env.commands.append([py, "-c", ENV_REPORT, str(out / "env"), device])
 
     pytest = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", str(out / "tests" / "junit.xml"), *TESTS]
-    tests = Step("tests", 140, [pytest + (["-k", SMOKE_TESTS] if smoke else [])], ["junit.xml"], env=triton)
+    tests = Step("tests", 130, [pytest + (["-k", SMOKE_TESTS] if smoke else [])], ["junit.xml"], env=triton)
 
     loss = [py, str(BENCH / "loss_benchmark.py"), "--device", device, "--peak-gbps", str(args.peak_gbps)]
     if smoke:  # later options override earlier ones: fewer cases, and no torch.compile (slow on a CPU)
