@@ -187,23 +187,27 @@ def comparisons(device, names) -> tuple[dict, dict]:
 
 
 def run(args, on_rows=None):
-    """All cases of all shapes; `on_rows(rows, skipped)` after each shape (partial results survive a kill)."""
+    """All cases of all shapes; `on_rows(rows, skipped)` after each case (partial results survive a kill)."""
     device = torch.device(args.device)
     references, skipped = comparisons(device, args.compare)
     triton = args.triton or device.type == "cuda"
     rows = []
+
+    def measured(row):
+        rows.append(row)
+        add_ratios(rows)
+        if on_rows:
+            on_rows(rows, skipped)
+
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
         for tokens in args.tokens:
             for vocab in args.vocab:
-                rows += run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton, skipped)
-                add_ratios(rows)
-                if on_rows:
-                    on_rows(rows, skipped)
+                run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton, skipped, measured)
     return rows, skipped
 
 
-def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton, skipped):
+def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton, skipped, measured):
     g = torch.Generator().manual_seed(0)
     base = (torch.randn(tokens, vocab, generator=g) * 2).to(device=device, dtype=dtype)
     target = torch.randint(0, vocab, (tokens,), generator=g).to(device)
@@ -217,7 +221,7 @@ def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton
         if triton:
             cases.append(("ours_triton", name,
                           lambda x, t, o=objective: vocab_parallel_objective(x, t, o, backend="triton").loss))
-    rows = []
+    cases.sort(key=lambda case: case[0] == "torch_compile")  # its compilation last: the rest first
     logits_bytes = base.numel() * base.element_size()
     for method, name, fn in cases:
         try:
@@ -234,10 +238,9 @@ def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton
         if device.type == "cuda":  # the two-pass floor: read, read, write one logits-sized tensor each
             row["gbps"] = 3 * logits_bytes / seconds / 1e9
             row["of_peak"] = row["gbps"] / args.peak_gbps
-        rows.append(row)
+        measured(row)
         print(f"  {dtype_name} N={tokens} V={vocab} {method:14s} {name:16s} {seconds * 1e3:9.1f} ms "
               f"{peak / 2**20:9.1f} MiB", file=sys.stderr, flush=True)
-    return rows
 
 
 def add_ratios(rows):
@@ -326,7 +329,8 @@ def main(argv=None):
     rows, skipped = run(args, on_rows=lambda rows, skipped: write_results(rows, skipped, stem, title))
     print(markdown(rows, title, skipped))
     try:
-        plot(rows, stem.with_suffix(".png"))
+        if rows:
+            plot(rows, stem.with_suffix(".png"))
     except ImportError:
         print("matplotlib not installed: no chart", file=sys.stderr)
     print(f"\nwrote {stem}.csv, .md and .png", file=sys.stderr)
