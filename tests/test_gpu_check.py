@@ -28,7 +28,7 @@ def test_smoke_runs_every_step(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--smoke", str(out)], capture_output=True,
-                          text=True, env=env, timeout=1200)
+                          text=True, env=env, timeout=5400)  # a hang guard only
     logs = {p.name: p.read_text()[-2000:] for p in out.glob("*.log")}
     assert proc.returncode == 0, (proc.stdout[-3000:], logs)
 
