@@ -3,6 +3,9 @@
 Compares, in one process and on the same inputs:
   megatron        Megatron-Core's vocab_parallel_cross_entropy (nll only; the reference for ratios);
   megatron_fused  Megatron-Core's fused_vocab_parallel_cross_entropy (nll only);
+  liger           Liger-Kernel's cross entropy (nll only; CUDA, when liger_kernel imports);
+  torch           torch.nn.functional.cross_entropy (nll only);
+  torch_compile   the same under torch.compile (nll only);
   paper           the paper's formulation: fp32 log_softmax over the whole vocabulary, gather, f(p), autograd;
   ours            nemo_beyond_nll.vocab_parallel_objective (torch backend), for every objective;
   ours_triton     the same with the Triton backend (CUDA; or --triton on CPU under TRITON_INTERPRET=1).
@@ -17,7 +20,11 @@ Memory is the loss's peak: the logits plus the extra memory at the high-water ma
     python benchmarks/loss_benchmark.py --grid          # N in {4096, 16384} x V in {32768, 131072, 151936}
 
 On CUDA it also prints the achieved bandwidth: the two-pass floor moves 3 logits-sized tensors
-(read in forward, read in backward, gradient written), against --peak-gbps (H200: 4800).
+(read in forward, read in backward, gradient written), against --peak-gbps (H200: 4800). For the
+baselines, which move more, it is the effective bandwidth at that floor.
+
+The comparisons (--compare) are optional: one whose library is missing, or that fails, is skipped and
+its reason is printed under the table; the rest still run.
 """
 
 from __future__ import annotations
@@ -144,21 +151,68 @@ def megatron_cross_entropies(device) -> dict:
     }
 
 
-def run(args):
+def torch_cross_entropy(x, t):
+    return torch.nn.functional.cross_entropy(x, t, reduction="none")
+
+
+def liger_cross_entropies(device) -> dict:
+    """Liger-Kernel's cross entropy, per token (its Triton kernel writes the gradient during forward)."""
+    if device.type != "cuda":
+        raise RuntimeError("its kernels need CUDA")
+    from liger_kernel.transformers.functional import liger_cross_entropy
+
+    return {"liger": lambda x, t: liger_cross_entropy(x, t, reduction="none")}
+
+
+COMPARISONS = {
+    "megatron": megatron_cross_entropies,  # gives megatron and megatron_fused together
+    "liger": liger_cross_entropies,
+    "torch": lambda device: {"torch": torch_cross_entropy},
+    "torch_compile": lambda device: {"torch_compile": torch.compile(torch_cross_entropy)},
+}
+COMPARE = ["megatron", "megatron_fused", "liger", "torch", "torch_compile"]
+
+
+def comparisons(device, names) -> tuple[dict, dict]:
+    """The cross entropies to compare against: ({method: fn}, {method: why it is skipped})."""
+    found, skipped = {}, {}
+    for source, make in COMPARISONS.items():
+        wanted = [n for n in names if n == source or (source == "megatron" and n == "megatron_fused")]
+        if not wanted:
+            continue
+        try:
+            fns = make(device)
+            if not fns:
+                raise ImportError("megatron-core is not installed")
+        except Exception as e:  # a missing library, no CUDA, a failed set-up: recorded, the rest run
+            skipped.update({n: f"{type(e).__name__}: {e}" for n in wanted})
+            continue
+        found.update({n: fn for n, fn in fns.items() if n in wanted})
+    return found, skipped
+
+
+def run(args, on_rows=None):
+    """All cases of all shapes; `on_rows(rows, skipped)` after each case (partial results survive a kill)."""
     device = torch.device(args.device)
-    references = megatron_cross_entropies(device)
+    references, skipped = comparisons(device, args.compare)
     triton = args.triton or device.type == "cuda"
     rows = []
+
+    def measured(row):
+        rows.append(row)
+        add_ratios(rows)
+        if on_rows:
+            on_rows(rows, skipped)
+
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
         for tokens in args.tokens:
             for vocab in args.vocab:
-                rows += run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton)
-    add_ratios(rows)
-    return rows
+                run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton, skipped, measured)
+    return rows, skipped
 
 
-def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton):
+def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton, skipped, measured):
     g = torch.Generator().manual_seed(0)
     base = (torch.randn(tokens, vocab, generator=g) * 2).to(device=device, dtype=dtype)
     target = torch.randint(0, vocab, (tokens,), generator=g).to(device)
@@ -172,19 +226,26 @@ def run_shape(args, device, dtype_name, dtype, tokens, vocab, references, triton
         if triton:
             cases.append(("ours_triton", name,
                           lambda x, t, o=objective: vocab_parallel_objective(x, t, o, backend="triton").loss))
-    rows = []
+    cases.sort(key=lambda case: case[0] == "torch_compile")  # its compilation last: the rest first
     logits_bytes = base.numel() * base.element_size()
     for method, name, fn in cases:
-        seconds, peak = time_case(fn, base, target, upstream, args.repeats, device)
+        try:
+            seconds, peak = time_case(fn, base, target, upstream, args.repeats, device)
+        except Exception as e:  # one failing comparison must not cost the others
+            skipped[method if method not in ("ours", "ours_triton", "paper") else f"{method} {name}"] = (
+                f"failed at {dtype_name} N={tokens} V={vocab}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            print(f"  {method} {name} failed: {e}", file=sys.stderr, flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         row = {"dtype": dtype_name, "tokens": tokens, "vocab": vocab, "method": method, "objective": name,
                "ms": seconds * 1e3, "extra_mib": peak / 2**20, "peak_mib": (logits_bytes + peak) / 2**20}
         if device.type == "cuda":  # the two-pass floor: read, read, write one logits-sized tensor each
             row["gbps"] = 3 * logits_bytes / seconds / 1e9
             row["of_peak"] = row["gbps"] / args.peak_gbps
-        rows.append(row)
+        measured(row)
         print(f"  {dtype_name} N={tokens} V={vocab} {method:14s} {name:16s} {seconds * 1e3:9.1f} ms "
               f"{peak / 2**20:9.1f} MiB", file=sys.stderr, flush=True)
-    return rows
 
 
 def add_ratios(rows):
@@ -202,8 +263,8 @@ def add_ratios(rows):
         row["mem_saving_vs_paper"] = paper["peak_mib"] / row["peak_mib"] if paper else float("nan")
 
 
-def markdown(rows, title):
-    cuda = "gbps" in rows[0]
+def markdown(rows, title, skipped=None):
+    cuda = bool(rows) and "gbps" in rows[0]
     lines = [title, "",
              "| dtype | N | V | method | objective | fwd+bwd ms | extra MiB | peak MiB (logits + extra) "
              "| time / Megatron | memory / Megatron | paper / ours (time) | paper / ours (memory) |"
@@ -216,11 +277,13 @@ def markdown(rows, title):
         lines.append(f"| {r['dtype']} | {r['tokens']} | {r['vocab']} | {r['method']} | {r['objective']} "
                      f"| {r['ms']:.1f} | {r['extra_mib']:.0f} | {r['peak_mib']:.0f} "
                      f"| {r['time_vs_megatron']:.2f} | {r['mem_vs_megatron']:.2f} | {paper_cols} |" + bandwidth)
+    if skipped:
+        lines += ["", "Skipped:"] + [f"- {method}: {why}" for method, why in skipped.items()]
     return "\n".join(lines)
 
 
 COLORS = {"megatron": "tab:gray", "megatron_fused": "tab:blue", "paper": "tab:orange", "ours": "tab:green",
-          "ours_triton": "tab:olive"}
+          "ours_triton": "tab:olive", "liger": "tab:purple", "torch": "tab:brown", "torch_compile": "tab:pink"}
 
 
 def plot(rows, path):
@@ -254,6 +317,7 @@ def main(argv=None):
     parser.add_argument("--peak-gbps", type=float, default=4800.0, help="device memory bandwidth (H200: 4800)")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--objectives", nargs="+", default=OBJECTIVES, choices=list(FAMILIES))
+    parser.add_argument("--compare", nargs="*", default=COMPARE, choices=COMPARE, help="cross entropies to compare")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -261,24 +325,31 @@ def main(argv=None):
     if args.grid:
         args.tokens, args.vocab = [4096, 16384], [32768, 131072, 151936]
 
-    rows = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     shape = "grid" if len(args.tokens) * len(args.vocab) > 1 else f"N{args.tokens[0]}_V{args.vocab[0]}"
     stem = args.out / f"loss_{args.device}_{shape}"
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     threads = torch.get_num_threads()
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({threads} threads, {os.cpu_count()} cores)"
     title = f"TP=1, {device}, torch {torch.__version__}, median of {args.repeats}"
-    print(markdown(rows, title))
+    rows, skipped = run(args, on_rows=lambda rows, skipped: write_results(rows, skipped, stem, title))
+    print(markdown(rows, title, skipped))
     try:
-        plot(rows, stem.with_suffix(".png"))
+        if rows:
+            plot(rows, stem.with_suffix(".png"))
     except ImportError:
         print("matplotlib not installed: no chart", file=sys.stderr)
-    print(f"\nwrote {stem}.csv and {stem}.png", file=sys.stderr)
+    print(f"\nwrote {stem}.csv, .md and .png", file=sys.stderr)
     return rows
+
+
+def write_results(rows, skipped, stem, title):
+    """CSV and Markdown of the rows so far."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    stem.with_suffix(".md").write_text(markdown(rows, title, skipped) + "\n")
 
 
 if __name__ == "__main__":

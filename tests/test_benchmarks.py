@@ -16,11 +16,14 @@ def test_loss_benchmark_smoke(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "loss_cpu_grid.csv")))
     methods = {(r["vocab"], r["method"], r["objective"]) for r in rows}
     for vocab in ("256", "512"):
-        for method in ("megatron", "megatron_fused"):
+        for method in ("megatron", "megatron_fused", "torch", "torch_compile"):
             assert (vocab, method, "nll") in methods
         for name in ("nll", "neg_p"):
             assert (vocab, "paper", name) in methods and (vocab, "ours", name) in methods
     megatron = [r for r in rows if r["method"] == "megatron"]
     assert all(float(r["time_vs_megatron"]) == 1.0 for r in megatron)
     assert "| fp32 | 64 | 256 | ours | nll |" in proc.stdout
+    # Liger's kernels need CUDA: skipped with its reason, in the table printed and the one written.
+    assert "- liger: RuntimeError: its kernels need CUDA" in proc.stdout
+    assert "- liger:" in (tmp_path / "loss_cpu_grid.md").read_text()
     assert (tmp_path / "loss_cpu_grid.png").read_bytes()[:4] == b"\x89PNG"

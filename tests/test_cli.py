@@ -146,10 +146,6 @@ def test_data_command_errors(tmp_path, capsys):
     assert err.startswith("nemo-beyond-nll: error:") and err.count("\n") == 1
 
 
-def test_gpu_check_script_is_valid_bash():
-    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks/gpu_check.sh")]).returncode == 0
-
-
 @pytest.mark.parametrize("text", ["", "{broken\n" + json.dumps({"problem": "1+1?", "solution": "no box"}) + "\n"])
 def test_data_command_refuses_a_source_with_no_usable_row(tmp_path, capsys, text):
     source = tmp_path / "numina.jsonl"
