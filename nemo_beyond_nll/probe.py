@@ -12,16 +12,20 @@ Table 6). The rule (`recommend`) reads both:
   learning stalls; NLL's weight 1 is what moves the model.
 - in between, model-intermediate: `nll`, and the report says the expected difference is small.
 
-The evidence for each cut-off (the paper's figures are in recipes/paper/published.yaml):
+The evidence for each cut-off (the paper's figures are in recipes/paper/published.yaml; the
+project's CPU crossover sweep is in docs/crossover.md):
 
-- STRONG_MEAN_P = 0.70 lies between the paper's highest intermediate backbone (medical, mean p 0.59)
-  and its lowest strong one (math, 0.76): -p or the threshold beat -log p by 4 to 16 points on all
-  four strong backbones, while on the four intermediate ones -log p led on three (by 0.1 to 1.7
-  points) and -p on one (by 0.3).
+- STRONG_MEAN_P = 0.75 lies between the sweep's last point where NLL still wins (base mean p 0.735:
+  neg_p 3 points behind) and the paper's lowest strong backbone (DeepSeekMath-7B on math, 0.76).
+  On the paper's four strong backbones (0.76 to 0.81) -p or the threshold beat -log p by 4 to 16
+  points; on its four intermediate ones (0.50 to 0.59) -log p led on three (by 0.1 to 1.7 points)
+  and -p on one (by 0.3); the sweep's strongest point (0.84) has neg_p ahead.
 - STRONG_FRACTION = 0.70 is Assumption 6.1's K (p of the target above 0.55 with probability at
   least 0.70), which the paper's strong backbones meet (72.8% to 81.2% of tokens in Table 6).
-- WEAK_MEAN_P = 0.25 lies above every weak backbone of the paper (figfont, mean p 0.01 to 0.07;
-  -log p won everywhere, -p learnt nothing) and below its intermediate ones (0.50 to 0.59).
+- WEAK_MEAN_P = 0.45 lies above every point where neg_p falls far behind (the paper's figfont
+  backbones, 0.01 to 0.07, where -p learnt nothing; the sweep's points up to 0.36, where neg_p
+  trails by 18 points or more) and below the paper's intermediate backbones (0.50 and up). Both
+  sides recommend nll; the placement says how much is at stake.
 
 They are a starting point to check on one's own data, not a law: when the probe says
 "intermediate", run both objectives on a small budget.
@@ -35,10 +39,10 @@ from typing import Dict, List, Optional
 import numpy
 import torch
 
-STRONG_MEAN_P = 0.70
+STRONG_MEAN_P = 0.75
 ASSUMPTION_P = 0.55  # Assumption 6.1: p of the target above 0.55 ...
 STRONG_FRACTION = 0.70  # ... with probability K >= 0.70
-WEAK_MEAN_P = 0.25
+WEAK_MEAN_P = 0.45
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # The thresholds of the paper's quantile ablation are these percentiles of p (`reproduce quantiles`).
 PERCENTILES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)

@@ -21,7 +21,7 @@ MAY_IMPORT = {
     "automodel": {"core"},
     "megatron": {"core", "data", "probe"},
     "engines": {"core", "config", "data", "megatron", "probe", "utils"},
-    "eval": {"config", "data", "domains", "engines", "utils"},
+    "eval": {"config", "data", "domains", "engines", "probe", "utils"},
     "reproduce": {"config", "eval", "recipe", "utils"},
     "cli": {"config", "data", "domains", "engines", "eval", "recipe", "reproduce", "utils"},
     "__main__": {"cli"},

@@ -252,7 +252,7 @@ def run_gpu_eval(cfg) -> int:
     generate with vLLM (each benchmark with its sampling settings, see :mod:`.sampling`;
     model.tensor_parallel GPUs), grade, and write
     `<checkpoint.dir>/eval/<benchmark>.jsonl` and `<checkpoint.dir>/summary.json`."""
-    from ..config import ConfigError, objective_from_config
+    from ..config import ConfigError, is_auto, objective_from_config
     from ..engines.bridge.finetune import run_paths
     from ..utils.run_lock import acquire_on_rank_zero
     from .benchmark_sets import load_benchmarks
@@ -274,7 +274,14 @@ def run_gpu_eval(cfg) -> int:
                           f"({str(err).splitlines()[0]}); set eval.benchmark_dir to local copies") from None
     # Every input checked, nothing written yet: now one writer of eval/*.jsonl.partial and summary.json.
     acquire_on_rank_zero(run_paths(cfg)["run"])
-    objective = "base" if base else objective_from_config(cfg)
+    if base:
+        objective = "base"
+    elif is_auto(cfg):  # the choice the run made at its start
+        from ..probe import read_auto_choice
+
+        objective = read_auto_choice(run_paths(cfg)["run"]).objective
+    else:
+        objective = objective_from_config(cfg)
     model_dir = cfg.model.hf_path if base else export_hf_checkpoint(cfg)
     model = load_vllm(model_dir, tensor_parallel=cfg.model.tensor_parallel, seed=cfg.trainer.seed)
     template = _chat_template(model_dir) if training_used_chat_template(cfg) else None

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from ...config import ConfigError, objective_from_config
+from ...config import ConfigError, is_auto, objective_from_config
 from ...data.schedule import optimizer_steps
 
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
@@ -409,8 +409,13 @@ def run_sft(cfg) -> int:
         )
     if train_iters(cfg) is None:
         raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
-    step = ObjectiveForwardStep(objective_from_config(cfg), cfg.trainer.hist_interval, cfg.model.loss_fusion,
-                                cfg.model.check_finite)
+    if is_auto(cfg):  # chosen once from the backbone's p on the first training rows, then kept
+        from .probe import auto_objective
+
+        objective = auto_objective(cfg, run_paths(cfg)["run"])
+    else:
+        objective = objective_from_config(cfg)
+    step = ObjectiveForwardStep(objective, cfg.trainer.hist_interval, cfg.model.loss_fusion, cfg.model.check_finite)
     use_prebuilt_dataset_helpers()
     finetune(build_config(cfg), step)
     return 0

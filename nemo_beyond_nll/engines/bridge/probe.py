@@ -17,18 +17,14 @@ import torch.distributed as dist
 from ...megatron.completions import completion_probabilities, gather_1d, probe_batches
 
 
-def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
-    """Probe a bridge recipe's backbone on its training data; call under torchrun on one node's GPUs."""
+def backbone_probabilities(cfg, rows, batch_size: int = 4):
+    """p of every completion token of `rows` under the recipe's Hugging Face backbone, gathered over
+    the data-parallel ranks (on every rank). Initialises Megatron's parallel state for the probe:
+    the caller tears it down (:func:`release_probe_state`) before building another model."""
     from megatron.bridge import AutoBridge
     from megatron.core import parallel_state
     from transformers import AutoTokenizer
 
-    from ...probe import write_probe_report
-    from ...utils.files import read_jsonl
-
-    rows = read_jsonl(Path(cfg.data.train))[:num_examples]
-    if not rows:
-        raise ValueError(f"no training rows in {cfg.data.train}")
     provider = AutoBridge.from_hf_pretrained(cfg.model.hf_path).to_megatron_provider(load_weights=True)
     gpus_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     provider.tensor_model_parallel_size = math.gcd(gpus_per_node, 8)
@@ -45,7 +41,56 @@ def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
     batches = probe_batches(rows[dp_rank::dp_size], lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
                             seq_length=cfg.model.seq_length, pad_id=tokenizer.pad_token_id or 0,
                             eos_id=tokenizer.eos_token_id, batch_size=batch_size)
-    values = gather_1d(completion_probabilities(model, batches), parallel_state.get_data_parallel_group())
+    return gather_1d(completion_probabilities(model, batches), parallel_state.get_data_parallel_group()).cpu()
+
+
+def release_probe_state() -> None:
+    """Forget the probe's model-parallel layout, so that training sets up its own."""
+    import gc
+
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    gc.collect()
+
+
+def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
+    """Probe a bridge recipe's backbone on its training data; call under torchrun on one node's GPUs."""
+    from ...probe import write_probe_report
+    from ...utils.files import read_jsonl
+
+    rows = read_jsonl(Path(cfg.data.train))[:num_examples]
+    if not rows:
+        raise ValueError(f"no training rows in {cfg.data.train}")
+    values = backbone_probabilities(cfg, rows, batch_size)
     if dist.get_rank() == 0:
-        write_probe_report(values.cpu(), Path(cfg.checkpoint.dir), f"{cfg.name}: {cfg.model.hf_path}")
+        write_probe_report(values, Path(cfg.checkpoint.dir), f"{cfg.name}: {cfg.model.hf_path}")
     return 0
+
+
+def auto_objective(cfg, run_dir: Path, batch_size: int = 4):
+    """model.loss=auto on the Bridge engine: the choice recorded in the run folder (a resumed run
+    keeps it), else the probe's choice from the backbone's p on the first model.auto_batches global
+    batches' worth of training rows (the file's first rows), recorded in auto.json by global rank 0
+    and printed once. Call on every rank before training."""
+    import json
+    import sys
+
+    from ...probe import AUTO_FILE, auto_choice, read_auto_choice
+    from ...utils.files import atomic_write_text, read_jsonl
+
+    if (run_dir / AUTO_FILE).is_file():
+        return read_auto_choice(run_dir).objective
+    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("iter_*")):
+        raise ValueError(f"{run_dir} holds checkpoints but no {AUTO_FILE}: the model.loss=auto choice of this "
+                         "run is lost; start a new run folder")
+    rows = read_jsonl(Path(cfg.data.train))[: cfg.model.auto_batches * cfg.trainer.global_batch_size]
+    if not rows:
+        raise ValueError(f"no training rows in {cfg.data.train}")
+    choice = auto_choice(backbone_probabilities(cfg, rows, batch_size), batches=cfg.model.auto_batches)
+    release_probe_state()
+    if dist.get_rank() == 0:
+        atomic_write_text(run_dir / AUTO_FILE, json.dumps(choice.to_dict(), indent=2) + "\n")
+        print(choice.describe(), file=sys.stderr, flush=True)
+    dist.barrier()
+    return choice.objective
