@@ -60,3 +60,13 @@ def test_main_job_figures_are_the_regenerated_ones():
     assert f"({threshold['final_kept_fraction']:.0%} kept at step 300; mean p on held-out completions " \
            f"{threshold['final_mean_p']:.2f})" in text
     assert f"reaches {threshold['accuracy']['sort']:.1%} (" in text
+
+
+def test_crossover_rows_are_the_regenerated_ones():
+    """The README quotes every row of docs/crossover.md (the sweep docs/regenerate.py writes)."""
+    text = README.read_text(encoding="utf-8")
+    rows = [line for line in (DOCS / "crossover.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and line[2:3].isdigit()]
+    assert len(rows) == 7
+    missing = [row for row in rows if row not in text]
+    assert not missing, "README's crossover table differs from docs/crossover.md:\n" + "\n".join(missing)

@@ -151,10 +151,11 @@ def plot_sweep(rows: List[dict], path: Path) -> None:
     figure = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(figure)
     left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    for k, name in enumerate(n for n in dict.fromkeys(r["name"] for r in rows) if n != REFERENCE):
+    names = list(dict.fromkeys(r["name"] for r in rows))  # one colour per objective in both panels
+    for name in (n for n in names if n != REFERENCE):
         d = differences(rows, name)
         if d:
-            style = {"color": f"C{k}", "marker": "o", "capsize": 3,
+            style = {"color": f"C{names.index(name)}", "marker": "o", "capsize": 3,
                      "linestyle": "-" if name == CONTENDER else ":", "linewidth": 2 if name == CONTENDER else 1}
             left.errorbar([x["mean_p"] for x in d], [x["mean"] for x in d], yerr=[x["std"] for x in d],
                           label=f"ours: {objective_label(name)} - nll", **style)
@@ -169,10 +170,10 @@ def plot_sweep(rows: List[dict], path: Path) -> None:
     left.set_title("where the prior-leaning objective starts to win")
     left.legend(fontsize="x-small")
     left.grid(alpha=0.3)
-    for k, name in enumerate(dict.fromkeys(r["name"] for r in rows)):
+    for name in names:
         sub = [r for r in rows if r["name"] == name]
         right.errorbar([r["mean_p"] for r in sub], [100 * r["mean"] for r in sub], yerr=[100 * r["std"] for r in sub],
-                       marker="o", capsize=3, color=f"C{k}", label=objective_label(name))
+                       marker="o", capsize=3, color=f"C{names.index(name)}", label=objective_label(name))
     right.set_xlabel("base model's mean p")
     right.set_ylabel("held-out exact match (%)")
     right.set_title("accuracy per objective (mean ± std over seeds)")
