@@ -5,10 +5,13 @@ the schedule adds the sums and token counts of all micro-batches and data-parall
 divides (`calculate_per_token_loss`), so the loss is the mean over kept tokens of the whole global
 batch (`model.loss_reduction: global`), and each metric is logged as sum / count. With
 `model.loss_reduction: micro_batch` the Bridge engine turns calculate_per_token_loss off: Megatron's
-schedule then divides each micro-batch's sum by its own count and by the number of micro-batches,
-and DDP averages over data-parallel ranks, the reduction of the paper's own trainer. The CPU trainer uses the same reduction
-(`objective_loss_terms`); the Bridge step goes through Bridge's own loss function, so its NaN, Inf
-and spiky-loss checks (the rerun state machine) apply to our objectives as to its cross entropy.
+schedule then divides each micro-batch's sum by its own count (at least 1) and by the number of
+micro-batches, and DDP averages over data-parallel ranks, the reduction of the paper's own trainer.
+The logged loss is then each micro-batch's mean with a count of 1, so that Bridge's pooling of the
+pairs logs the mean of micro-batch means, the loss trained (pooled sum / count would not be).
+The CPU trainer uses the same reduction (`objective_loss_terms`); the Bridge step goes through
+Bridge's own loss function, so its NaN, Inf and spiky-loss checks (the rerun state machine) apply
+to our objectives as to its cross entropy.
 """
 
 from __future__ import annotations
@@ -144,7 +147,10 @@ class ObjectiveForwardStep:
             check_for_spiky_loss=getattr(checks, "check_for_spiky_loss", False),
         )
         summed, count = next(iter(report.values())).view(-1).float().unbind()  # Bridge's one "lm loss" pair
-        metrics = {self.metric_name: torch.stack([summed, count + NO_ZERO_DIVISION])}
+        if getattr(getattr(getattr(state, "cfg", None), "model", None), "calculate_per_token_loss", True):
+            metrics = {self.metric_name: torch.stack([summed, count + NO_ZERO_DIVISION])}
+        else:  # micro_batch: this micro-batch's mean, as Megatron's schedule divides it, counted once
+            metrics = {self.metric_name: torch.stack([summed / count.clamp(min=1), torch.ones_like(count)])}
         if model.training:
             metrics.update(probability_metrics(out.prob, counted, mask))
             metrics.update(power_metric(out.power))

@@ -1,5 +1,6 @@
-"""Every GPU recipe against the real Megatron-Bridge: offline dry runs, the assembled ConfigContainer
-through Bridge's own validate(), and each recipe key where Bridge reads it."""
+"""Every GPU recipe (recipes/*.yaml and the paper's, recipes/paper/*_*.yaml) against the real
+Megatron-Bridge: offline dry runs, the assembled ConfigContainer through Bridge's own validate(), and
+each recipe key where Bridge reads it."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from nemo_beyond_nll.recipe import load_recipe
 ROOT = Path(__file__).parents[2]
 HF_FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 GPU_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml") if load_recipe(p).engine == "bridge")
-BASE_RECIPES = sorted({load_recipe(p).bridge.recipe for p in GPU_RECIPES})
+PAPER_RECIPES = sorted((ROOT / "recipes" / "paper").glob("*_*.yaml"))  # not published.yaml: the tables
+ALL_RECIPES = GPU_RECIPES + PAPER_RECIPES
+BASE_RECIPES = sorted({load_recipe(p).bridge.recipe for p in ALL_RECIPES})
 CONTAINER_MARK = "# Megatron-Bridge ConfigContainer (passed ConfigContainer.validate()):\n"
 
 pytestmark = pytest.mark.usefixtures("te_fused_rope")
@@ -43,8 +46,13 @@ def write_jsonl(path: Path, rows: int) -> Path:
     return path
 
 
+def recipe_id(path: Path) -> str:
+    return str(path.relative_to(ROOT / "recipes").with_suffix(""))
+
+
 def test_gpu_recipes_are_found():
     assert len(GPU_RECIPES) == 7 and all(r.startswith("megatron.bridge.recipes.") for r in BASE_RECIPES)
+    assert len(PAPER_RECIPES) == 12 and all(load_recipe(p).engine == "bridge" for p in PAPER_RECIPES)
 
 
 def test_fixtures_cover_every_backbone_a_recipe_or_base_recipe_names():
@@ -55,18 +63,19 @@ def test_fixtures_cover_every_backbone_a_recipe_or_base_recipe_names():
 
     from nemo_beyond_nll.engines.bridge.finetune import backbone_for_every_request
 
-    ids = {str(load_recipe(p).model.hf_path) for p in GPU_RECIPES}
+    ids = {str(load_recipe(p).model.hf_path) for p in ALL_RECIPES}
     backbone = AutoBridge.from_hf_pretrained(str(HF_FIXTURES / "Qwen--Qwen2.5-Math-1.5B"))
     for dotted in BASE_RECIPES:
         module, _, name = dotted.rpartition(".")
         with backbone_for_every_request(AutoBridge, backbone) as asked:
             getattr(importlib.import_module(module), name)()
         ids.update(asked)
-    assert {"meta-llama/Meta-Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-70B", "Qwen/Qwen2.5-1.5B"} <= ids
+    assert {"meta-llama/Meta-Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-70B", "Qwen/Qwen2.5-1.5B",
+            "deepseek-ai/deepseek-math-7b-base", "meta-llama/Llama-3.2-3B"} <= ids
     assert sorted(ids) == sorted(p.name.replace("--", "/", 1) for p in HF_FIXTURES.iterdir())
 
 
-@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", ALL_RECIPES, ids=recipe_id)
 def test_dry_run_prints_the_validated_container_as_plain_yaml(capsys, recipe):
     code, out, err = dry_run(capsys, recipe)
     assert code == 0, err
@@ -108,7 +117,7 @@ def build(recipe, tmp_path, *overrides):
     return cfg, container, validate_config(container, cfg)
 
 
-@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", ALL_RECIPES, ids=recipe_id)
 def test_every_recipe_key_lands_where_bridge_reads_it(tmp_path, recipe):
     import torch
 
@@ -128,7 +137,8 @@ def test_every_recipe_key_lands_where_bridge_reads_it(tmp_path, recipe):
     assert c.optimizer.weight_decay == c.scheduler.start_weight_decay == c.scheduler.end_weight_decay == o.weight_decay
     assert c.optimizer.clip_grad == o.grad_clip
     assert c.scheduler.lr_decay_style == o.schedule
-    iters = math.ceil(t.epochs * 1000 / t.global_batch_size)
+    # data.drop_last: the partial last batch left out (floor), else trained on (ceil).
+    iters = (math.floor if cfg.data.drop_last else math.ceil)(t.epochs * 1000 / t.global_batch_size)
     assert c.train.train_iters == c.scheduler.lr_decay_iters == iters
     assert c.scheduler.lr_warmup_iters == int(o.warmup_ratio * iters)
     assert v.scheduler.lr_decay_steps == iters * t.global_batch_size
@@ -146,8 +156,10 @@ def test_every_recipe_key_lands_where_bridge_reads_it(tmp_path, recipe):
     assert root == run / "dataset"
     assert (root / "training.jsonl").resolve() == Path(cfg.data.train).resolve()
     assert (root / "validation.jsonl").resolve() == Path(cfg.data.validation).resolve()
-    # Per-token loss: the objective's counts divide the loss, so DDP must sum, not average.
-    assert c.model.calculate_per_token_loss and not c.ddp.average_in_collective
+    # model.loss_reduction global: per-token loss, the kept tokens of the global batch divide it, so
+    # DDP sums; micro_batch: Megatron's schedule divides each micro-batch by its own count.
+    assert c.model.calculate_per_token_loss == v.model.calculate_per_token_loss == (m.loss_reduction == "global")
+    assert not c.ddp.average_in_collective
     assert c.tokenizer.tokenizer_model == m.hf_path
 
 
@@ -182,6 +194,20 @@ def test_base_recipe_runs_on_our_backbone_and_never_resolves_its_own(tmp_path, m
     # The base recipe's run settings survive on our provider.
     assert c.model.transformer_impl == "transformer_engine"
     assert len(loaded) == 1 and "Qwen2.5-Math-1.5B" in loaded[0] and "models--Qwen--Qwen2.5-Math-1.5B" in loaded[0]
+
+
+@pytest.mark.parametrize("name, shape", [
+    # layers, hidden, heads, query groups, MLP, vocabulary, tied embeddings, RoPE base, llama3 RoPE factor
+    ("deepseek-math-7b_math", (30, 4096, 32, 32, 11008, 102400, False, 10000, None)),
+    ("llama3.2-3b_medical", (28, 3072, 24, 8, 8192, 128256, True, 500000, 32)),
+])
+def test_paper_backbones_reach_bridge_with_their_published_shapes(tmp_path, name, shape):
+    """The two backbones only the paper's recipes name: their fixtures, through the base recipe."""
+    _, c, _ = build(ROOT / "recipes" / "paper" / f"{name}.yaml", tmp_path)
+    m = c.model
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.ffn_hidden_size,
+            m.vocab_size, m.share_embeddings_and_output_weights, m.rotary_base,
+            m.rope_scaling_factor if m.rope_scaling else None) == shape
 
 
 def test_a_local_folder_backbone(tmp_path):

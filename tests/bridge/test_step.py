@@ -24,10 +24,11 @@ class _Writer:
         self.calls.append((tag, values.clone(), step))
 
 
-def _state(step, check_nan=True, check_spiky=False):
+def _state(step, check_nan=True, check_spiky=False, per_token=True):
     checks = SimpleNamespace(check_for_nan_in_loss=check_nan, check_for_spiky_loss=check_spiky)
     return SimpleNamespace(train_state=SimpleNamespace(step=step), tensorboard_logger=_Writer(), wandb_logger=None,
-                           cfg=SimpleNamespace(rerun_state_machine=checks))
+                           cfg=SimpleNamespace(rerun_state_machine=checks,
+                                               model=SimpleNamespace(calculate_per_token_loss=per_token)))
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,24 @@ def test_a_micro_batch_that_keeps_nothing_reports_zero_not_nan(model, capsys):
     assert kept_sum == 0 and tokens_count == 13
     warnings = [line for line in capsys.readouterr().err.splitlines() if "keeps no token" in line]
     assert len(warnings) == 1 and "step 3" in warnings[0] and "threshold=0.99" in warnings[0]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.99])
+def test_under_micro_batch_the_logged_pair_is_the_micro_batch_mean_counted_once(model, threshold):
+    """calculate_per_token_loss off (model.loss_reduction micro_batch): [mean over kept, 1], so Bridge's
+    pooling of the pairs averages micro-batch means; on: [sum, kept]. A micro-batch keeping nothing: 0."""
+    install(model, "neg_p_threshold", threshold=threshold)
+    tokens, position_ids, loss_mask = _batch()
+    output = model(tokens, position_ids, causal_mask(8), labels=tokens)
+    counted = loss_mask * last_output(model).kept.reshape(loss_mask.shape).float()
+    step_fn = ObjectiveForwardStep(get_objective("neg_p_threshold", threshold=threshold))
+    _, num_kept, pooled = step_fn.loss(_state(1), model, loss_mask, output)
+    loss, _, metrics = step_fn.loss(_state(1, per_token=False), model, loss_mask, output)
+    summed, kept = (output.detach() * counted).sum(), counted.sum()
+    assert num_kept.item() == kept.item() == (13 if threshold == 0.0 else 0)
+    torch.testing.assert_close(pooled["neg_p_threshold loss"], torch.stack([summed, kept + NO_ZERO_DIVISION]))
+    torch.testing.assert_close(metrics["neg_p_threshold loss"], torch.stack([summed / max(kept, 1), torch.tensor(1.0)]))
+    assert set(metrics) == {"neg_p_threshold loss", "target prob", "kept fraction"}
 
 
 def test_nan_in_the_loss_goes_through_bridges_rerun_checks(model):

@@ -105,16 +105,94 @@ def test_neg_p_logs_its_metrics_and_tensor_parallel_2_equals_1(workspace):
     assert scalars(run_dir, "target prob validation") == {} and "target prob PPL" not in output
 
 
-def test_threshold_objective_logs_kept_fraction(workspace):
-    space = workspace["llama"]
-    # A random model gives p around 1/128: a threshold there keeps part of the tokens.
-    recipe = recipe_for(space, "threshold_llama", loss="neg_p_threshold", extra_overrides=[])
-    run_job("sft", recipe, "model.loss_args.threshold=0.008")
-    run_dir = space["root"] / "threshold_llama"
+THRESHOLD = 0.008  # a random model gives p around 1/128: this keeps part of the tokens, unevenly
+
+
+@pytest.fixture(scope="module")
+def reduction_runs(workspace):
+    """nll_threshold on the tiny Llama, global batch 8 of micro-batches of 2, under both reductions at
+    data-parallel 1 (four micro-batches accumulated) and 2 (two per rank); each rank records its
+    micro-batches' loss sums, kept counts and rows (bridge_worker's sft-record)."""
+    space, runs = workspace["llama"], {}
+    for reduction in ("global", "micro_batch"):
+        for dp in (1, 2):
+            name = f"nll_threshold_{reduction}_dp{dp}"
+            recipe = recipe_for(space, name, loss="nll_threshold")
+            run_job("sft-record", recipe, f"model.loss_reduction={reduction}", f"launch.nproc_per_node={dp}",
+                    f"model.loss_args.threshold={THRESHOLD}", nproc=dp)
+            run_dir = space["root"] / name
+            ranks = [json.loads((run_dir / f"micro_batches.rank{r}.json").read_text()) for r in range(dp)]
+            runs[reduction, dp] = {"dir": run_dir, "ranks": ranks, "loss": scalars(run_dir, "nll_threshold loss"),
+                                   "grad-norm": scalars(run_dir, "grad-norm")}
+    return runs
+
+
+def micro_batches(run, step):
+    return [m for rank in run["ranks"] for m in rank if m["step"] == step]
+
+
+def mean_of_micro_batch_means(run, step):
+    """The micro_batch objective: each micro-batch's sum over max(its kept count, 1), averaged."""
+    mbs = micro_batches(run, step)
+    return sum(m["sum"] / max(m["kept"], 1.0) for m in mbs) / len(mbs)
+
+
+def pooled_mean(run, step):
+    mbs = micro_batches(run, step)
+    return sum(m["sum"] for m in mbs) / sum(m["kept"] for m in mbs)
+
+
+def test_threshold_objective_logs_kept_fraction(reduction_runs):
+    run_dir = reduction_runs["global", 1]["dir"]
     kept = scalars(run_dir, "kept fraction")
     assert sorted(kept) == STEPS and all(0.0 < k < 1.0 for k in kept.values()), kept
-    loss = scalars(run_dir, "neg_p_threshold loss")
-    assert all(0.0 < v < 1.0 for v in loss.values()), loss
+    # -log p of tokens with p above the threshold: between 0 and -log(threshold).
+    loss = scalars(run_dir, "nll_threshold loss")
+    assert all(0.0 < v < -math.log(THRESHOLD) for v in loss.values()), loss
+
+
+@pytest.mark.parametrize("dp", [1, 2])
+def test_the_logged_loss_is_the_one_each_reduction_trains(reduction_runs, dp):
+    """micro_batch: the mean of the micro-batch means (not Bridge's pooled sum / count); global: pooled."""
+    for reduction, expected in (("micro_batch", mean_of_micro_batch_means), ("global", pooled_mean)):
+        run = reduction_runs[reduction, dp]
+        assert sorted(run["loss"]) == STEPS
+        for step in STEPS:
+            assert len(micro_batches(run, step)) == 4
+            assert run["loss"][step] == pytest.approx(expected(run, step), rel=1e-6), (reduction, step)
+    # The two reductions are told apart here: the kept counts of the micro-batches differ.
+    run = reduction_runs["micro_batch", dp]
+    assert mean_of_micro_batch_means(run, 1) != pytest.approx(pooled_mean(run, 1), rel=1e-5)
+
+
+def test_data_parallel_2_equals_1_under_global(reduction_runs):
+    one, two = reduction_runs["global", 1], reduction_runs["global", 2]
+    for tag in ("loss", "grad-norm"):
+        assert sorted(two[tag]) == sorted(one[tag]) == STEPS
+        for step in STEPS:
+            assert two[tag][step] == pytest.approx(one[tag][step], rel=1e-6), (tag, step)
+
+
+def test_data_parallel_2_trains_another_grouping_under_micro_batch(reduction_runs):
+    """Bridge's batch sampler deals a global batch to data-parallel ranks interleaved (rank r: rows r,
+    r + DP, ...), so at DP=2 the micro-batches pair rows (0, 2), (4, 6) and (1, 3), (5, 7) instead of
+    (0, 1), (2, 3), ...: the micro_batch objective changes with the data-parallel size."""
+    one, two = reduction_runs["micro_batch", 1], reduction_runs["micro_batch", 2]
+    # Step 1, same weights: DP=2's micro-batches hold DP=1's rows, interleaved.
+    rows = [p for m in micro_batches(one, 1) for p in m["row_p"]]
+    assert [m["row_p"] for m in micro_batches(two, 1)] == [
+        pytest.approx(rows[r::2][i:i + 2], rel=1e-5) for r in (0, 1) for i in (0, 2)]
+    # The same tokens kept, the same pooled mean; only the grouping, hence the objective, differs.
+    assert sum(m["kept"] for m in micro_batches(two, 1)) == sum(m["kept"] for m in micro_batches(one, 1))
+    assert pooled_mean(two, 1) == pytest.approx(pooled_mean(one, 1), rel=1e-6)
+    # The size of the difference (README, model.loss_reduction), with margin: measured relative
+    # differences 4.8e-4 (loss) and 3.6e-3 (grad norm) at step 1, at most 3.4e-3 and 3.1e-2 over the
+    # four steps, as the two runs' weights drift apart.
+    for tag, first, after in (("loss", 2e-3, 1.5e-2), ("grad-norm", 1.5e-2, 0.12)):
+        assert sorted(two[tag]) == sorted(one[tag]) == STEPS
+        rel = {step: abs(two[tag][step] / one[tag][step] - 1) for step in STEPS}
+        assert 1e-5 < rel[1] < first, (tag, rel)
+        assert max(rel.values()) < after, (tag, rel)
 
 
 def test_a_step_that_keeps_no_token_logs_zero_and_warns(workspace):

@@ -2,7 +2,9 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=N bridge_worker.py JOB RECIPE [overrides]
 
-JOB: `import` (the CLI's import), `sft` (the CLI's sft: our step), `bridge-sft` (the same config
+JOB: `import` (the CLI's import), `sft` (the CLI's sft: our step), `sft-record` (the same, and each
+rank writes the loss sum, kept-token count and rows of each of its training micro-batches to
+<run>/micro_batches.rank<R>.json), `bridge-sft` (the same config
 with Bridge's own forward step and loss), `probe` (the CLI's probe), and, as a plain process (no
 torchrun, as the evaluation runs it), `export` (the run's latest checkpoint to Hugging Face). The CUDA redirects of cpu_redirects.py are applied first; everything
 else is the project's and Megatron-Bridge's own code.
@@ -50,6 +52,38 @@ def export_with_megatron_logits(recipe, overrides) -> int:
     return 0
 
 
+def sft_recording_micro_batches(recipe, overrides) -> int:
+    """The CLI's sft, recording per training micro-batch (step, loss sum over its counted tokens,
+    their count, each row's summed p) from the per-token loss, kept, p and loss-mask tensors the
+    step's loss function gets, before any reduction, so a test can reduce them itself."""
+    import json
+    import os
+    from pathlib import Path
+
+    from nemo_beyond_nll import cli
+    from nemo_beyond_nll.megatron.step import ObjectiveForwardStep, installed_output
+    from nemo_beyond_nll.recipe import load_recipe
+
+    rows, own_loss = [], ObjectiveForwardStep.loss
+
+    def loss(self, state, model, loss_mask, output_tensor):
+        if model.training:
+            out, mask = installed_output(model), loss_mask.double()
+            counted = out.kept.reshape(mask.shape).double() * mask
+            rows.append({"step": state.train_state.step + 1,  # Bridge counts the step after it
+                         "sum": float((output_tensor.reshape(mask.shape).double() * counted).sum()),
+                         "kept": float(counted.sum()),
+                         # each row's summed target probability: which rows the micro-batch holds
+                         "row_p": (out.prob.reshape(mask.shape).double() * mask).sum(dim=1).tolist()})
+        return own_loss(self, state, model, loss_mask, output_tensor)
+
+    ObjectiveForwardStep.loss = loss
+    code = cli.main(["sft", "--config", recipe, *overrides])
+    out = Path(load_recipe(recipe, overrides).checkpoint.dir) / f"micro_batches.rank{os.environ.get('RANK', '0')}.json"
+    out.write_text(json.dumps(rows))
+    return code
+
+
 def main(argv) -> int:
     import cpu_redirects
 
@@ -73,6 +107,8 @@ def main(argv) -> int:
         return 0
     if job == "export":
         return export_with_megatron_logits(recipe, overrides)
+    if job == "sft-record":
+        return sft_recording_micro_batches(recipe, overrides)
     return cli.main([job, "--config", recipe, *overrides])
 
 
