@@ -235,3 +235,23 @@ def test_probe_on_the_bridge_path(workspace, nll_runs):
     # The fine-tuned model's own probabilities on its training rows: 16 rows x (5 letters + EOS).
     assert stats["num_tokens"] == 64 * 6 and 0.0 < stats["mean_p"] < 0.5, stats
     assert report["recommendation"]["placement"] == "weak" and "weak" in output
+
+
+def test_auto_chooses_once_trains_its_choice_and_a_resumed_run_keeps_it(workspace, nll_runs):
+    space = workspace["qwen2"]
+    stopped = recipe_for(space, "auto_qwen2", loss="auto", extra_overrides=["train.exit_interval=2"])
+    output = run_job("sft", stopped)
+    run_dir = space["root"] / "auto_qwen2"
+    choice = json.loads((run_dir / "auto.json").read_text())
+    # a random-weight backbone gives its targets p ~ 1/vocabulary: the weak end, nll
+    assert choice["loss"] == "nll" and choice["placement"] == "weak" and choice["mean_p"] < 0.1
+    assert output.count("model.loss=auto: mean p") == 1 and "weak end -> model.loss=nll" in output
+    resumed = recipe_for(space, "auto_qwen2", loss="auto")
+    output = run_job("sft", resumed)
+    assert "model.loss=auto: mean p" not in output and "at iteration 2" in output  # never probes again
+    assert json.loads((run_dir / "auto.json").read_text()) == choice
+    # It trained exactly its choice: the losses of the uninterrupted nll run.
+    auto, nll = scalars(run_dir, "lm loss"), scalars(nll_runs["qwen2"]["ours"], "lm loss")
+    assert sorted(auto) == STEPS
+    for step in STEPS:
+        assert auto[step] == pytest.approx(nll[step], rel=1e-6), step

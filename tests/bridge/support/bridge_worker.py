@@ -23,6 +23,13 @@ def _gloo_group() -> None:
         dist.init_process_group("gloo")
 
 
+def _auto(recipe, overrides) -> bool:
+    from nemo_beyond_nll.config import is_auto
+    from nemo_beyond_nll.recipe import load_recipe
+
+    return is_auto(load_recipe(recipe, overrides))
+
+
 def export_with_megatron_logits(recipe, overrides) -> int:
     """Export the run's latest checkpoint to Hugging Face format (the project's export), and save the
     Megatron model's logits for fixed tokens beside it (`megatron_logits.pt`) for the test to compare."""
@@ -92,8 +99,8 @@ def main(argv) -> int:
     job, recipe, *overrides = argv
     from nemo_beyond_nll import cli
 
-    if job in ("import", "probe"):
-        _gloo_group()
+    if job in ("import", "probe") or (job == "sft" and _auto(recipe, overrides)):
+        _gloo_group()  # model.loss=auto probes the backbone before Bridge starts its own group
     if job == "bridge-sft":
         from megatron.bridge.training import gpt_step
         from megatron.bridge.training.finetune import finetune
