@@ -88,22 +88,23 @@ def main_job(scratch: Path) -> dict:
     return results
 
 
+def experiment(scratch: Path, name: str, results: str, key: str) -> dict:
+    """`nemo-beyond-nll continuum --config recipes/<name>_cpu.yaml` into scratch; copies its table and
+    figure into docs/ and returns its `results` JSON (as `key`) beside the command and timing."""
+    out, recipe = scratch / name, f"recipes/{name}_cpu.yaml"
+    timing = timed(cli("continuum", "--config", recipe, f"checkpoint.dir={out}"))
+    for suffix in (".md", ".png"):
+        shutil.copyfile(out / f"{name}{suffix}", DOCS / f"{name}{suffix}")
+    return {"command": f"nemo-beyond-nll continuum --config {recipe}", key: json.loads((out / results).read_text()),
+            **timing}
+
+
 def continuum(scratch: Path) -> dict:
-    out = scratch / "continuum"
-    timing = timed(cli("continuum", "--config", "recipes/continuum_cpu.yaml", f"checkpoint.dir={out}"))
-    for name in ("continuum.md", "continuum.png"):
-        shutil.copyfile(out / name, DOCS / name)
-    probes = json.loads((out / "probes.json").read_text())
-    return {"command": "nemo-beyond-nll continuum --config recipes/continuum_cpu.yaml", "probes": probes, **timing}
+    return experiment(scratch, "continuum", "probes.json", "probes")
 
 
 def crossover(scratch: Path) -> dict:
-    out = scratch / "crossover"
-    timing = timed(cli("continuum", "--config", "recipes/crossover_cpu.yaml", f"checkpoint.dir={out}"))
-    for name in ("crossover.md", "crossover.png"):
-        shutil.copyfile(out / name, DOCS / name)
-    rows = json.loads((out / "crossover.json").read_text())
-    return {"command": "nemo-beyond-nll continuum --config recipes/crossover_cpu.yaml", "rows": rows, **timing}
+    return experiment(scratch, "crossover", "crossover.json", "rows")
 
 
 PARTS = {"main": main_job, "continuum": continuum, "crossover": crossover}

@@ -36,6 +36,20 @@ def variant(cfg: DictConfig, run_dir: Path, **changes) -> DictConfig:
     return out
 
 
+def seed_runs(cfg: DictConfig, parent: Path, name: str, common: dict) -> list:
+    """The summaries of fine-tuning with objective `name` once per seed of continuum.seeds, in
+    `parent/<name>/seed<k>`; a run that finished before is read, not run again."""
+    summaries = []
+    for seed in cfg.continuum.seeds:
+        run_dir = parent / slug(name) / f"seed{seed}"
+        if (run_dir / "summary.json").exists():
+            summaries.append(json.loads((run_dir / "summary.json").read_text()))
+        else:
+            summaries.append(train(variant(cfg, run_dir, **common, **{
+                "model.loss": name, "model.loss_args": {}, "trainer.seed": seed, "data.seed": seed}), run_dir))
+    return summaries
+
+
 def slug(objective_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", objective_name).strip("-")
 
@@ -59,15 +73,7 @@ def run_continuum(cfg: DictConfig, out_dir: Path) -> list:
                             "placement": rec.placement, "recommended": rec.overrides()}
         for name in c.objectives:
             objective = get_objective(name)
-            accuracies = []
-            for seed in c.seeds:
-                run_dir = out_dir / end_name / slug(name) / f"seed{seed}"
-                if (run_dir / "summary.json").exists():  # finished before: a rerun skips it
-                    summary = json.loads((run_dir / "summary.json").read_text())
-                else:
-                    summary = train(variant(cfg, run_dir, **common, **{
-                        "model.loss": name, "model.loss_args": {}, "trainer.seed": seed, "data.seed": seed}), run_dir)
-                accuracies.append(summary["accuracy"][end.task])
+            accuracies = [s["accuracy"][end.task] for s in seed_runs(cfg, out_dir / end_name, name, common)]
             rows.append({"end": end_name, "task": end.task, "noise": end.noise, "objective": str(objective),
                          "mean": statistics.mean(accuracies),
                          "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,

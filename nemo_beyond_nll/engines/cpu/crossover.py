@@ -30,7 +30,7 @@ from ...config import AUTO
 from ...core.objectives import get_objective
 from ...probe import ASSUMPTION_P, PAPER_POINTS
 from ...utils.files import atomic_write, atomic_write_text
-from .continuum import slug, variant
+from .continuum import seed_runs, variant
 from .trainer import probe_base, train
 
 REFERENCE = "nll"  # the difference is taken against NLL
@@ -63,17 +63,9 @@ def run_sweep(cfg: DictConfig, out_dir: Path) -> List[dict]:
                   "trainer.max_steps": s.steps}
         stats, rec = probe_base(variant(cfg, point_dir, **common, **{"model.loss": "nll"}), point_dir)
         for name in c.objectives:
-            accuracies, chosen = [], []
-            for seed in c.seeds:
-                run_dir = point_dir / slug(name) / f"seed{seed}"
-                if (run_dir / "summary.json").exists():  # finished before: a rerun skips it
-                    summary = json.loads((run_dir / "summary.json").read_text())
-                else:
-                    summary = train(variant(cfg, run_dir, **common, **{
-                        "model.loss": name, "model.loss_args": {}, "trainer.seed": seed, "data.seed": seed}), run_dir)
-                accuracies.append(summary["accuracy"][s.task])
-                if "auto" in summary:
-                    chosen.append(summary["auto"]["loss"])
+            summaries = seed_runs(cfg, point_dir, name, common)
+            accuracies = [summary["accuracy"][s.task] for summary in summaries]
+            chosen = [summary["auto"]["loss"] for summary in summaries if "auto" in summary]
             rows.append({"pretrain_steps": steps, "mean_p": stats.mean_p,
                          "fraction_above": stats.fraction_above[f"p>{ASSUMPTION_P}"], "placement": rec.placement,
                          "objective": objective_label(name), "name": name, "seeds": accuracies,

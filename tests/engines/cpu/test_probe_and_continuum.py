@@ -75,3 +75,29 @@ def test_continuum_experiment_reduced(tmp_path):
     # A rerun skips every finished run and prints the same table.
     assert cli(*args).count("sft ") == 0
     assert (out / "continuum.md").read_text() == table
+
+
+def test_crossover_sweep_reduced(tmp_path):
+    out = tmp_path / "crossover"
+    args = ["continuum", "--config", str(ROOT / "recipes/crossover_cpu.yaml"), *SMALL, f"checkpoint.dir={out}",
+            "continuum.sweep.pretrain_steps=[0,3]", "continuum.sweep.steps=2", "continuum.objectives=[nll,neg_p,auto]",
+            "continuum.seeds=[0,1]", "model.auto_batches=1"]
+    log = cli(*args)
+    rows = json.loads((out / "crossover.json").read_text())
+    assert [(r["pretrain_steps"], r["name"]) for r in rows] == [(k, n) for k in (0, 3) for n in ("nll", "neg_p", "auto")]
+    for r in rows:
+        assert len(r["seeds"]) == 2 and 0 <= r["mean_p"] <= 1
+        probe = json.loads((out / f"pretrain{r['pretrain_steps']}" / "probe.json").read_text())["stats"]
+        assert r["mean_p"] == probe["mean_p"] and r["fraction_above"] == probe["fraction_above"]["p>0.55"]
+    for r in (r for r in rows if r["name"] == "auto"):  # auto trained what it chose, seed by seed
+        assert len(r["auto_chose"]) == 2
+        chosen = next(x for x in rows if x["pretrain_steps"] == r["pretrain_steps"] and x["name"] == r["auto_chose"][0])
+        assert r["seeds"] == chosen["seeds"]
+    assert (out / "base3" / "summary.json").exists() and not (out / "base0").exists()  # 0 steps: no pre-training
+    table = (out / "crossover.md").read_text()
+    assert "| pre-training steps | base mean p | p > 0.55 | probe |" in table and "neg_p - nll (points)" in table
+    assert (out / "crossover.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "crossover.csv").read_text().splitlines()) == 1 + 6
+    assert "model.loss=auto: mean p" in log
+    assert cli(*args).count("sft ") == 0  # a rerun skips every finished run
+    assert (out / "crossover.md").read_text() == table
