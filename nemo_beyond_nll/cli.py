@@ -380,13 +380,14 @@ def _objectives_arg(value):
     return [key.strip() for key in value.split(",") if key.strip()]
 
 
-def _print_jobs(jobs, figures) -> None:
-    """The dry run of `reproduce`: per job, its state, folder, the paper's figures, command and config."""
+def _print_jobs(jobs, figures=None) -> None:
+    """The dry run of `reproduce`: per job, its state, folder, the paper's figures (or `figures`),
+    command and config."""
     from . import reproduce
 
     for job in jobs:
         state = "done" if job.done else "to run"
-        print(f"## {job.label}  [{state}]  {job.run_dir}\n# paper: {figures(job)}\n# {job.command}")
+        print(f"## {job.label}  [{state}]  {job.run_dir}\n# paper: {figures or job.published_figures}\n# {job.command}")
         print(resolved_yaml(job.cfg), end="", flush=True)
     print(f"# {reproduce.job_counts(jobs)}", file=sys.stderr)
 
@@ -401,7 +402,7 @@ def cmd_reproduce(args) -> int:
         raise CLIError("--config belongs to `reproduce quantiles`; a table's recipes are listed in recipes/paper/published.yaml")
     jobs = reproduce.table_jobs(args.table, extra=args.overrides, objectives=_objectives_arg(args.objectives))
     if args.dry_run:
-        _print_jobs(jobs, lambda job: reproduce.published_figures(args.table, job))
+        _print_jobs(jobs)
         return 0
     out = args.out or f"runs/paper/{args.table}/comparison"
     if not args.compare:
@@ -446,7 +447,7 @@ def cmd_reproduce_quantiles(args) -> int:
         thresholds = ours
     jobs = reproduce.quantile_jobs(recipe, thresholds, extra=args.overrides)
     if args.dry_run:
-        _print_jobs(jobs, lambda job: "none printed (the paper draws this ablation as a figure, Figure 5)")
+        _print_jobs(jobs, "none printed (the paper draws this ablation as a figure, Figure 5)")
         return 0
     if not args.compare:
         reproduce.run_jobs(jobs, run_sft, run_eval, log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -208,6 +208,29 @@ def auto_choice(values: torch.Tensor, batches: int) -> AutoChoice:
                       stats.mean_p, stats.fraction_above[f"p>{ASSUMPTION_P}"])
 
 
+def decide_auto(run_dir, batches: int, measure, *, started: bool, writer: bool):
+    """`model.loss=auto` at a run's start, for either engine: the choice recorded in `run_dir` (a
+    resumed run keeps it and never measures again), else the rule on `measure()` (p of the first
+    `batches` training batches), written to auto.json and printed by the `writer` rank. A run that
+    `started` (holds a checkpoint) without a recorded choice is refused. Returns (choice, new)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from .utils.files import atomic_write_text
+
+    if (Path(run_dir) / AUTO_FILE).is_file():
+        return read_auto_choice(run_dir), False
+    if started:
+        raise ValueError(f"{run_dir} holds a checkpoint but no {AUTO_FILE}: the model.loss=auto choice of this "
+                         "run is lost; start a new run folder")
+    choice = auto_choice(measure(), batches=batches)
+    if writer:
+        atomic_write_text(Path(run_dir) / AUTO_FILE, json.dumps(choice.to_dict(), indent=2) + "\n")
+        print(choice.describe(), file=sys.stderr, flush=True)
+    return choice, True
+
+
 def read_auto_choice(run_dir) -> AutoChoice:
     """The choice a `model.loss=auto` run recorded in its folder; a one-line error when there is none."""
     import json

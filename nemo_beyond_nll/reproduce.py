@@ -19,7 +19,7 @@ below it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -46,6 +46,14 @@ class Job:
     overrides: List[str]
     cfg: DictConfig
     in_paper: bool = True
+    published: Dict[str, float] = field(default_factory=dict)  # the paper's figures of this row, by column
+
+    @property
+    def published_figures(self) -> str:
+        """The paper's figures this job is compared with, on one line."""
+        if not self.published:
+            return "no published figure (not in the paper)"
+        return ", ".join(f"{name} {value:.2f}" for name, value in self.published.items())
 
     @property
     def trains(self) -> bool:
@@ -73,10 +81,6 @@ def load_tables(paper_dir: Union[str, Path] = PAPER_DIR) -> Dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"no {PUBLISHED_FILE} in {paper_dir}")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def table_names(paper_dir: Union[str, Path] = PAPER_DIR) -> List[str]:
-    return list(load_tables(paper_dir).get("tables", {}))
 
 
 def objective_overrides(objective: Mapping[str, Any]) -> List[str]:
@@ -137,26 +141,20 @@ def table_jobs(table: str, paper_dir: Union[str, Path] = PAPER_DIR, extra: Seque
     if table not in data.get("tables", {}):
         raise ConfigError(f"unknown table {table!r}; choose from {', '.join(data.get('tables', {}))}")
     entry = data["tables"][table]
+    published = entry.get("published") or {}
     jobs = []
     for recipe in entry["recipes"]:
         for key in _objective_keys(data, table, objectives):
-            jobs.append(_job(Path(paper_dir) / f"{recipe}.yaml", key, data["objectives"][key], extra,
-                             key in entry["objectives"]))
+            job = _job(Path(paper_dir) / f"{recipe}.yaml", key, data["objectives"][key], extra,
+                       key in entry["objectives"])
+            job.published = dict(published.get(recipe, {}).get(key) or {})
+            jobs.append(job)
     return _unique_run_dirs(jobs)
 
 
 def backbone_name(job: Job) -> str:
     """The backbone as a reader knows it: the last part of its Hugging Face id."""
     return str(job.cfg.model.hf_path).rstrip("/").split("/")[-1]
-
-
-def published_figures(table: str, job: Job, paper_dir: Union[str, Path] = PAPER_DIR) -> str:
-    """The paper's figures this job is compared with, on one line."""
-    entry = load_tables(paper_dir)["tables"][table]
-    figures = (entry.get("published") or {}).get(job.recipe.stem, {}).get(job.key)
-    if not figures:
-        return "no published figure (not in the paper)"
-    return ", ".join(f"{name} {value:.2f}" for name, value in figures.items())
 
 
 def job_counts(jobs: Sequence[Job]) -> str:

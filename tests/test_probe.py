@@ -151,3 +151,22 @@ def test_percentiles_match_a_sorted_count():
 def test_report_prints_percentiles():
     s = probability_stats(torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64))
     assert "percentiles of p: 5% 0.115" in format_report(s, recommend(s))
+
+
+def test_decide_auto_measures_once_and_refuses_a_started_run_without_its_choice(tmp_path):
+    from nemo_beyond_nll.probe import AUTO_FILE, decide_auto
+
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return torch.full((50,), 0.9, dtype=torch.float64)
+
+    with pytest.raises(ValueError, match="choice of this run is lost"):
+        decide_auto(tmp_path, 2, measure, started=True, writer=True)
+    choice, new = decide_auto(tmp_path / "reader", 2, measure, started=False, writer=False)
+    assert new and choice.loss == "neg_p" and not (tmp_path / "reader" / AUTO_FILE).exists()  # only the writer writes
+    choice, new = decide_auto(tmp_path, 2, measure, started=False, writer=True)
+    assert new and (tmp_path / AUTO_FILE).is_file()
+    again, new = decide_auto(tmp_path, 2, measure, started=True, writer=True)
+    assert not new and again == choice and len(calls) == 2  # read back, never measured again

@@ -69,28 +69,22 @@ def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
 
 
 def auto_objective(cfg, run_dir: Path, batch_size: int = 4):
-    """model.loss=auto on the Bridge engine: the choice recorded in the run folder (a resumed run
-    keeps it), else the probe's choice from the backbone's p on the first model.auto_batches global
-    batches' worth of training rows (the file's first rows), recorded in auto.json by global rank 0
-    and printed once. Call on every rank before training."""
-    import json
-    import sys
+    """model.loss=auto on the Bridge engine (probe.decide_auto): from the backbone's p on the first
+    model.auto_batches global batches' worth of training rows (the file's first rows), the probe's
+    parallel state released before training. Call on every rank before training."""
+    from ...probe import decide_auto
+    from ...utils.files import read_jsonl
 
-    from ...probe import AUTO_FILE, auto_choice, read_auto_choice
-    from ...utils.files import atomic_write_text, read_jsonl
+    def measure():
+        rows = read_jsonl(Path(cfg.data.train))[: cfg.model.auto_batches * cfg.trainer.global_batch_size]
+        if not rows:
+            raise ValueError(f"no training rows in {cfg.data.train}")
+        values = backbone_probabilities(cfg, rows, batch_size)
+        release_probe_state()
+        return values
 
-    if (run_dir / AUTO_FILE).is_file():
-        return read_auto_choice(run_dir).objective
-    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("iter_*")):
-        raise ValueError(f"{run_dir} holds checkpoints but no {AUTO_FILE}: the model.loss=auto choice of this "
-                         "run is lost; start a new run folder")
-    rows = read_jsonl(Path(cfg.data.train))[: cfg.model.auto_batches * cfg.trainer.global_batch_size]
-    if not rows:
-        raise ValueError(f"no training rows in {cfg.data.train}")
-    choice = auto_choice(backbone_probabilities(cfg, rows, batch_size), batches=cfg.model.auto_batches)
-    release_probe_state()
-    if dist.get_rank() == 0:
-        atomic_write_text(run_dir / AUTO_FILE, json.dumps(choice.to_dict(), indent=2) + "\n")
-        print(choice.describe(), file=sys.stderr, flush=True)
-    dist.barrier()
+    started = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("iter_*"))
+    choice, new = decide_auto(run_dir, cfg.model.auto_batches, measure, started=started, writer=dist.get_rank() == 0)
+    if new:
+        dist.barrier()  # auto.json is on disk before any rank goes on
     return choice.objective

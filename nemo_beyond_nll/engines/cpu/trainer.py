@@ -34,7 +34,7 @@ from ...megatron.completions import completion_probabilities as measure_completi
 from ...megatron.step import objective_loss_terms, supervised_labels
 from .checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
 from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
-from ...probe import AUTO_FILE, auto_choice, probability_histogram, read_auto_choice
+from ...probe import decide_auto, probability_histogram, read_auto_choice
 from .metrics import MetricsLog
 from .plots import plot_training
 
@@ -338,24 +338,20 @@ class SFTRecipe:
         return start
 
     def _auto_objective(self):
-        """model.loss=auto: the choice recorded in the run folder (a resumed run keeps it and never
-        probes again), else the probe's choice from the initial model's p on the first
-        model.auto_batches training batches, recorded in auto.json and metrics.jsonl and printed once."""
-        if (self.run_dir / AUTO_FILE).is_file():
-            return read_auto_choice(self.run_dir).objective
-        if self.start:
-            raise ValueError(f"{self.run_dir} holds a checkpoint at step {self.start} but no {AUTO_FILE}: the "
-                             "model.loss=auto choice of this run is lost; start a new run folder")
+        """model.loss=auto: decided once from the initial model's p on the first model.auto_batches
+        training batches (probe.decide_auto), also recorded in metrics.jsonl."""
         cfg, data = self.cfg, self.session.train_data
-        steps = range(cfg.model.auto_batches)
-        indices = torch.cat([batch_indices(s, cfg.trainer.global_batch_size, len(self.session.train_examples),
-                                           cfg.trainer.seed) for s in steps])
-        values = completion_probabilities(self.model, {k: v[indices] for k, v in data.items()}, self.seq_length)
-        choice = auto_choice(values, batches=len(steps))  # the same values, hence choice, on every rank
-        if self.rank == 0:
-            atomic_write_text(self.run_dir / AUTO_FILE, json.dumps(choice.to_dict(), indent=2) + "\n")
+
+        def measure():
+            indices = torch.cat([batch_indices(s, cfg.trainer.global_batch_size, len(self.session.train_examples),
+                                               cfg.trainer.seed) for s in range(cfg.model.auto_batches)])
+            return completion_probabilities(self.model, {k: v[indices] for k, v in data.items()}, self.seq_length)
+
+        # the same values, hence the same choice, on every tensor-parallel rank
+        choice, new = decide_auto(self.run_dir, cfg.model.auto_batches, measure, started=bool(self.start),
+                                  writer=self.rank == 0)
+        if new and self.rank == 0:
             self.log.append({"event": "auto", "step": 0, **choice.to_dict()})
-            print(choice.describe(), file=sys.stderr, flush=True)
         return choice.objective
 
     def record_histogram(self, step: int) -> None:
