@@ -41,7 +41,7 @@ def load_config(path: Union[str, Path], overrides: Iterable[str] = ()) -> DictCo
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"), path)
     except yaml.YAMLError as err:  # yaml's errors span lines: keep where and what
         raise ConfigError(f"cannot parse {path}{_yaml_where(err)}") from None
     except UnicodeDecodeError:
@@ -49,6 +49,40 @@ def load_config(path: Union[str, Path], overrides: Iterable[str] = ()) -> DictCo
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return apply_overrides(OmegaConf.create(data), overrides)
+
+
+def read_yaml(text: str, path: Union[str, Path] = "<string>"):
+    """yaml.safe_load, except that a key given twice in one mapping is a ConfigError naming the key
+    and both lines: plain YAML keeps the second silently, which turns a typo'd recipe into another run."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, path, "")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node, path, prefix: str) -> None:
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, f"{prefix}[{index}]")
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_line = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, it is not a key
+            continue
+        key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise ConfigError(f"{path}: duplicate key '{key}' at lines {first_line[key]} and {line}; "
+                              "keep one")
+        first_line[key] = line
+        _refuse_duplicate_keys(value_node, path, key)
 
 
 def _yaml_where(err: yaml.YAMLError) -> str:

@@ -162,3 +162,25 @@ def test_bad_override_grammar_is_one_line_naming_it(recipe, override):
         load_config(recipe, ["model.loss=nll", override])
     assert str(err.value).startswith(f"bad override {override!r}: ") and "\n" not in str(err.value)
     assert "hydra.cc" not in str(err.value)
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("model:\n  loss: nll\n  loss_args: {}\n  loss: neg_p\n", "model.loss", (2, 4)),
+    ("a: 1\nb: {x: 1, x: 2}\na: 3\n", "b.x", (2, 2)),
+    ("runs:\n  - {name: a}\n  - name: b\n    name: c\n", "runs[1].name", (3, 4)),
+])
+def test_duplicate_yaml_key_is_one_line_naming_key_and_both_lines(tmp_path, text, key, lines):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert f"duplicate key '{key}' at lines {lines[0]} and {lines[1]}" in message
+    assert str(path) in message and "\n" not in message
+
+
+def test_yaml_merge_keys_and_distinct_nested_keys_are_not_duplicates(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {lr: 1}\nrun:\n  <<: *b\n  seed: 2\nother:\n  seed: 3\n")
+    cfg = load_config(path)
+    assert cfg.run.lr == 1 and cfg.run.seed == 2 and cfg.other.seed == 3
