@@ -31,11 +31,22 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def read_jsonl(path: Path) -> list:
+def read_jsonl(path: Path, torn_tail: bool = False) -> list:
+    """The file's records. With `torn_tail`, a last line that does not parse (an append cut short by
+    a kill) is left out instead of raising; a bad line anywhere else still raises."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for index, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if torn_tail and index == len(lines) - 1:
+                break
+            raise
+    return records
 
 
 def remove_stale_temporaries(folder: Path) -> list:

@@ -24,8 +24,15 @@ class MetricsLog:
         self.path = Path(path)
 
     def rewind(self, step: int) -> None:
-        """Drop records written after `step` (they belong to work the checkpoint does not hold)."""
-        write_jsonl(self.path, [r for r in read_jsonl(self.path) if r["step"] <= step])
+        """Drop the records of work the checkpoint at `step` does not hold: those after `step`, and
+        without a checkpoint (step 0) the initial histogram too, which the fresh start measures again.
+        A last line cut by a kill mid-append is dropped with them."""
+        kept = []
+        for record in read_jsonl(self.path, torn_tail=True):
+            fresh_start_measures_again = step == 0 and record["event"] == "prob_hist"
+            if record["step"] <= step and not fresh_start_measures_again:
+                kept.append(record)
+        write_jsonl(self.path, kept)
 
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,27 @@ def test_metrics_rewind_drops_later_records(tmp_path):
     assert log.records("prob_hist") == []
 
 
+def test_metrics_rewind_to_a_fresh_start_drops_the_initial_histogram_and_keeps_the_auto_choice(tmp_path):
+    """A run killed before its first checkpoint measured p at step 0; the rerun measures it again,
+    so the first measurement goes (the kill storm found it twice); model.loss=auto's choice stays."""
+    log = MetricsLog(tmp_path / "m.jsonl")
+    log.append({"event": "auto", "step": 0, "objective": "nll"})
+    log.append({"event": "prob_hist", "step": 0, "counts": [1]})
+    log.append({"event": "train", "step": 1})
+    log.rewind(0)
+    assert [r["event"] for r in read_jsonl(tmp_path / "m.jsonl")] == ["auto"]
+
+
+def test_metrics_rewind_drops_a_line_cut_by_a_kill(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"event": "train", "step": 1}\n{"event": "train", "step": 2}\n{"event": "tra')
+    MetricsLog(path).rewind(1)
+    assert read_jsonl(path) == [{"event": "train", "step": 1}]
+    path.write_text('{"event": "tra\n{"event": "train", "step": 2}\n')  # not the last line: still an error
+    with pytest.raises(ValueError):
+        read_jsonl(path, torn_tail=True)
+
+
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     atomic_write_text(tmp_path / "a.json", json.dumps({"x": 1}))
     with pytest.raises(RuntimeError):
