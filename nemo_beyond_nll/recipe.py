@@ -19,7 +19,6 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import AUTO, ConfigError, apply_overrides, check_auto, is_auto, load_config, objective_from_config
 from .data.pipeline import SplitFileError, check_split_file
 from .data.synthetic import task_names
-from .domains import DOMAINS
 
 ENGINES = ("bridge", "cpu")
 # How a step's summed loss becomes the loss it differentiates (model.loss_reduction):
@@ -29,7 +28,6 @@ ENGINES = ("bridge", "cpu")
 LOSS_REDUCTIONS = ("global", "micro_batch")
 TRUNCATIONS = ("right",)
 EVAL_MODELS = ("checkpoint", "base")  # what `eval` evaluates: the run's fine-tuned model, or the untrained backbone
-DATA_DOMAINS = (*DOMAINS, "synthetic")  # synthetic: the CPU recipes' generated letter tasks
 
 
 @dataclass
@@ -63,7 +61,6 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    domain: str = "synthetic"  # math | medical | figfont | synthetic
     train: Optional[str] = None  # JSONL of {"prompt", "completion"}; synthetic data needs none
     validation: Optional[str] = None
     task: str = "sort"  # synthetic task (cpu engine); "a+b" mixes tasks
@@ -118,7 +115,6 @@ class LaunchSection:
 class BridgeSection:
     recipe: Optional[str] = None  # dotted path of a Megatron-Bridge recipe function giving the base config
     overrides: List[str] = field(default_factory=list)  # Hydra overrides applied to Bridge's ConfigContainer
-    container: Optional[str] = None  # the NGC image the recipe was written for
 
 
 @dataclass
@@ -141,7 +137,6 @@ class EvalSection:
     top_p: float = 1.0
     per_benchmark: Dict[str, BenchmarkSampling] = field(default_factory=dict)  # benchmark -> its own settings
     num_samples: Optional[int] = None  # None: the whole benchmark
-    backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
     # checkpoint: the run's fine-tuned model; base: the untrained backbone (model.hf_path), the
     # "base" rows of the paper's tables (engine=bridge)
     model: str = "checkpoint"
@@ -243,8 +238,6 @@ def validate(cfg: DictConfig) -> None:
     """Checks that the schema's types cannot express: names, ranges, and sizes that must divide."""
     if cfg.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
-    if cfg.data.domain not in DATA_DOMAINS:
-        raise ConfigError(f"data.domain must be one of {', '.join(DATA_DOMAINS)}, got {cfg.data.domain!r}")
     if is_auto(cfg):
         check_auto(cfg)
     else:
@@ -277,8 +270,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("model.check_finite needs the logits: it cannot be set with model.loss_fusion=linear")
     _check(m.tiny.hidden_size % m.tiny.num_attention_heads == 0, "model.tiny.hidden_size",
            f"a multiple of model.tiny.num_attention_heads ({m.tiny.num_attention_heads})", m.tiny.hidden_size)
-    if cfg.eval.backend not in ("vllm", "megatron"):
-        raise ConfigError(f"eval.backend must be vllm or megatron, got {cfg.eval.backend!r}")
     if cfg.eval.model not in EVAL_MODELS:
         raise ConfigError(f"eval.model must be one of {', '.join(EVAL_MODELS)}, got {cfg.eval.model!r}")
     if cfg.eval.model == "base" and cfg.engine != "bridge":

@@ -212,10 +212,11 @@ def test_gpu_recipes_name_benchmarks_of_their_domain():
 
     from nemo_beyond_nll.recipe import load_recipe
 
-    recipes = [load_recipe(p) for p in sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))]
-    bridge = [cfg for cfg in recipes if cfg.engine == "bridge"]
+    # a recipe is named <backbone>_<domain>.yaml
+    recipes = {p.stem.rpartition("_")[2]: load_recipe(p) for p in sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))}
+    bridge = [(domain, cfg) for domain, cfg in recipes.items() if cfg.engine == "bridge"]
     assert bridge
-    for cfg in bridge:
+    for domain, cfg in bridge:
         assert cfg.eval.benchmarks, cfg.name
-        assert {BENCHMARKS[name].domain for name in cfg.eval.benchmarks} == {cfg.data.domain}, cfg.name
+        assert {BENCHMARKS[name].domain for name in cfg.eval.benchmarks} == {domain}, cfg.name
         assert cfg.eval.benchmark_dir is None and dict(cfg.eval.benchmark_files) == {}  # the hub by default
