@@ -242,7 +242,7 @@ def test_quantiles_dry_run_on_a_gpu_recipe_plans_with_the_authors_percentiles(tm
 def test_quantiles_dry_run_on_the_cpu_tiny_model_probes_and_plans(tmp_path):
     import json
 
-    cmd = ["nemo-beyond-nll", "reproduce", "quantiles", "--dry-run", "--config", str(PAPER_DIR.parent / "tiny_cpu.yaml"),
+    cmd = ["nemo-beyond-nll", "reproduce", "quantiles", "--dry-run", "--config", str(Path(__file__).parents[1] / "recipes" / "tiny_cpu.yaml"),
            f"checkpoint.dir={tmp_path}/${{name}}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
