@@ -148,12 +148,6 @@ def split_key(prompt: str, completion: str, split_seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_of(prompt: str, completion: str, validation_fraction: float, split_seed: int = 0) -> str:
-    """"validation" for about `validation_fraction` of rows, chosen by a seeded hash; else "train".
-    (The builder takes exactly the rows with the smallest keys: see :func:`validation_count`.)"""
-    return "validation" if split_key(prompt, completion, split_seed) < validation_fraction else "train"
-
-
 def validation_count(validation_fraction: float, kept: int) -> int:
     """Rows of the validation split: round(fraction x kept), halves up, leaving at least one to train on."""
     return max(0, min(math.floor(validation_fraction * kept + 0.5), kept - 1))

@@ -92,12 +92,6 @@ def installed_output(model):
     return out
 
 
-def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-    """Bridge-style loss function for the per-token loss `output_tensor` the installed model returned."""
-    out = installed_output(model)
-    return objective_loss_terms(output_tensor, out.prob, out.kept, loss_mask, out.power)
-
-
 def _bridge_masked_loss():
     try:  # Megatron-Bridge 0.5 and later
         from megatron.bridge.training.losses import masked_next_token_loss
