@@ -32,7 +32,8 @@ EVAL_MODELS = ("checkpoint", "base")  # what `eval` evaluates: the run's fine-tu
 
 @dataclass
 class TinyModel:
-    """The CPU engine's Megatron-Core GPT (the vocabulary comes from the character tokenizer)."""
+    """The CPU engine's Megatron-Core GPT (the vocabulary comes from the character tokenizer): passed
+    whole to engines.cpu.models.TinyGPTConfig, so every field is one of its fields, by name."""
 
     hidden_size: int = 64
     num_layers: int = 2
@@ -71,7 +72,8 @@ class DataSection:
     drop_last: bool = False  # true: floor(rows / batch) optimizer steps, the partial last batch unused
     # null: a row longer than seq_length is an error (the builders' --max-length drops such rows);
     # right: it is cut at its end (the CPU engine when packing; for the GPU engine build the data
-    # with `data --truncate right`, since Bridge's own truncation would cut the prompt first)
+    # with `data DOMAIN --protocol paper --max-length N`, which cuts long rows at their end, since
+    # Bridge's own truncation would cut the prompt first)
     truncate: Optional[str] = None
 
 

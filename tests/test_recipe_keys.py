@@ -70,9 +70,9 @@ def validation_functions(tree):
 
 
 def reads():
-    """Dotted paths read and string constants, across the package outside the schema's own classes
-    and the recipe's validation."""
-    paths, strings = set(), []
+    """Dotted paths read, sections passed whole as keyword arguments, and string constants, across
+    the package outside the schema's own classes and the recipe's validation."""
+    paths, splats, strings = set(), set(), []
     schema_classes = {name for name, obj in vars(recipe).items() if dataclasses.is_dataclass(obj)}
     sections = {f.name for f in dataclasses.fields(recipe.Recipe)}
     for path in PACKAGE.rglob("*.py"):
@@ -111,9 +111,11 @@ def reads():
                 continue
             if isinstance(node, (ast.Attribute, ast.Subscript)):
                 paths.update(chains(node, aliases, loops))
+            elif isinstance(node, ast.keyword) and node.arg is None:  # f(**cfg.model.tiny) reads every key
+                splats.update(chains(node.value, aliases, loops))
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 strings.append(node.value)
-    return paths, strings
+    return paths, splats, strings
 
 
 def matches(path: str, needle: list) -> bool:
@@ -122,13 +124,16 @@ def matches(path: str, needle: list) -> bool:
 
 
 def test_every_schema_key_is_read():
-    paths, strings = reads()
+    paths, splats, strings = reads()
     unread = []
     for key in schema_keys(recipe.Recipe):
         # read as a path holding the key's section and name (cfg.optim.lr, or tiny.hidden_size for
-        # model.tiny.hidden_size), or named whole in a string (a select path, a Bridge override)
+        # model.tiny.hidden_size), as a key of a section passed whole (**cfg.model.tiny), or named
+        # whole in a string (a select path, a Bridge override)
         needle = key.split(".")[-2:]
         if any(matches(p, needle) for p in paths) or any(re.search(rf"\b{re.escape(key)}\b", s) for s in strings):
+            continue
+        if len(needle) == 2 and any(matches(p, needle[:1]) for p in splats):
             continue
         unread.append(key)
     assert not unread, f"schema keys that no code reads: {unread}"

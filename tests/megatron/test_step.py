@@ -105,3 +105,14 @@ def test_supervised_labels_keep_prompt_tokens_out_of_adaptive_power():
     assert torch.isclose(supervised.power, supervised.prob[loss_mask.bool()].mean())
     assert torch.isclose(everything.power, everything.prob.mean())
     assert not torch.isclose(supervised.power, everything.power)
+
+
+def test_zero_kept_warning_of_a_micro_batch():
+    """The Bridge step's wording of the warning the CPU engine gives per run of steps."""
+    from nemo_beyond_nll.megatron.step import zero_kept_warning
+
+    text = zero_kept_warning(get_objective("neg_p_threshold", threshold=0.9), "of a micro-batch at step 7", 0.25,
+                             detail=" of 512 tokens")
+    assert text == ("WARNING: neg_p_threshold(threshold=0.9, keep=above) keeps no token of a micro-batch at step 7 "
+                    "(kept fraction 0 of 512 tokens, mean p 0.25): it trains nothing there; "
+                    "lower model.loss_args.threshold if this persists")
