@@ -34,6 +34,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nemo_beyond_nll", "nemo_beyond_nll.*"]),
+    package_data={"nemo_beyond_nll": ["recipes/paper/*.yaml"]},  # the paper's recipes, read by `reproduce`
     install_requires=[
         "torch>=2.3",
         "numpy",

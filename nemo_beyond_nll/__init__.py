@@ -5,9 +5,6 @@ from .core.linear import vocab_parallel_linear_objective
 from .core.module import LinearProbabilityObjectiveLoss, ProbabilityObjectiveLoss
 from .core.objectives import FAMILIES, REFERENCE_NAMES, Objective, get_objective
 from .core.vocab_parallel import ObjectiveOutput, vocab_parallel_objective
-from .former_paths import install as _install_former_paths
-
-_install_former_paths()
 
 __all__ = [
     "FAMILIES",

@@ -19,7 +19,6 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import AUTO, ConfigError, apply_overrides, check_auto, is_auto, load_config, objective_from_config
 from .data.pipeline import SplitFileError, check_split_file
 from .data.synthetic import task_names
-from .domains import DOMAINS
 
 ENGINES = ("bridge", "cpu")
 # How a step's summed loss becomes the loss it differentiates (model.loss_reduction):
@@ -29,12 +28,12 @@ ENGINES = ("bridge", "cpu")
 LOSS_REDUCTIONS = ("global", "micro_batch")
 TRUNCATIONS = ("right",)
 EVAL_MODELS = ("checkpoint", "base")  # what `eval` evaluates: the run's fine-tuned model, or the untrained backbone
-DATA_DOMAINS = (*DOMAINS, "synthetic")  # synthetic: the CPU recipes' generated letter tasks
 
 
 @dataclass
 class TinyModel:
-    """The CPU engine's Megatron-Core GPT (the vocabulary comes from the character tokenizer)."""
+    """The CPU engine's Megatron-Core GPT (the vocabulary comes from the character tokenizer): passed
+    whole to engines.cpu.models.TinyGPTConfig, so every field is one of its fields, by name."""
 
     hidden_size: int = 64
     num_layers: int = 2
@@ -63,7 +62,6 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    domain: str = "synthetic"  # math | medical | figfont | synthetic
     train: Optional[str] = None  # JSONL of {"prompt", "completion"}; synthetic data needs none
     validation: Optional[str] = None
     task: str = "sort"  # synthetic task (cpu engine); "a+b" mixes tasks
@@ -74,7 +72,8 @@ class DataSection:
     drop_last: bool = False  # true: floor(rows / batch) optimizer steps, the partial last batch unused
     # null: a row longer than seq_length is an error (the builders' --max-length drops such rows);
     # right: it is cut at its end (the CPU engine when packing; for the GPU engine build the data
-    # with `data --truncate right`, since Bridge's own truncation would cut the prompt first)
+    # with `data DOMAIN --protocol paper --max-length N`, which cuts long rows at their end, since
+    # Bridge's own truncation would cut the prompt first)
     truncate: Optional[str] = None
 
 
@@ -118,7 +117,6 @@ class LaunchSection:
 class BridgeSection:
     recipe: Optional[str] = None  # dotted path of a Megatron-Bridge recipe function giving the base config
     overrides: List[str] = field(default_factory=list)  # Hydra overrides applied to Bridge's ConfigContainer
-    container: Optional[str] = None  # the NGC image the recipe was written for
 
 
 @dataclass
@@ -141,7 +139,6 @@ class EvalSection:
     top_p: float = 1.0
     per_benchmark: Dict[str, BenchmarkSampling] = field(default_factory=dict)  # benchmark -> its own settings
     num_samples: Optional[int] = None  # None: the whole benchmark
-    backend: str = "vllm"  # vllm (GPU) | megatron (the CPU engine's greedy decoding)
     # checkpoint: the run's fine-tuned model; base: the untrained backbone (model.hf_path), the
     # "base" rows of the paper's tables (engine=bridge)
     model: str = "checkpoint"
@@ -240,16 +237,33 @@ def world_size(cfg: DictConfig) -> int:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Checks that the schema's types cannot express: names, ranges, and sizes that must divide."""
+    """Checks that the schema's types cannot express: names, ranges, and sizes that must divide.
+    Each step raises a ConfigError naming the first key it finds wrong."""
     if cfg.engine not in ENGINES:
         raise ConfigError(f"engine must be one of {ENGINES}, got {cfg.engine!r}")
-    if cfg.data.domain not in DATA_DOMAINS:
-        raise ConfigError(f"data.domain must be one of {', '.join(DATA_DOMAINS)}, got {cfg.data.domain!r}")
+    _check_objective(cfg)
+    _check_ranges(cfg)
+    _check_optimizer(cfg)
+    _check_model(cfg)
+    _check_eval_model(cfg)
+    _check_tasks(cfg)
+    _check_continuum(cfg)
+    _check_parallel_sizes(cfg)
+    _check_engine_needs(cfg)
+    _validate_sampling(cfg)
+    _validate_reduction(cfg)
+
+
+def _check_objective(cfg: DictConfig) -> None:
+    """model.loss and model.loss_args name an objective (or auto, with its own keys)."""
     if is_auto(cfg):
         check_auto(cfg)
     else:
         objective_from_config(cfg)  # raises ConfigError naming a bad model.loss / model.loss_args
-    m, t, o = cfg.model, cfg.trainer, cfg.optim
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    """Every number in its range: sizes, steps and intervals, seeds, fractions, rates."""
     _at_least(cfg, ("model.tensor_parallel", "model.auto_batches", "model.pipeline_parallel", "model.context_parallel",
                     "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_attention_heads",
                     "model.tiny.ffn_hidden_size", "data.num_train", "data.num_validation",
@@ -262,33 +276,54 @@ def validate(cfg: DictConfig) -> None:
                     "optim.min_lr", "optim.weight_decay", "optim.grad_clip"), 0)
     _fraction(cfg, ("data.noise", "continuum.strong.noise", "continuum.weak.noise", "continuum.sweep.noise"))
     _fraction(cfg, ("optim.warmup_ratio",), below_one=True)
+    t, o = cfg.trainer, cfg.optim
     _check(t.epochs > 0, "trainer.epochs", "> 0", t.epochs)
     _check(o.lr > 0, "optim.lr", "> 0", o.lr)
     _check(o.min_lr <= o.lr, "optim.min_lr", f"<= optim.lr ({o.lr})", o.min_lr)
     _check(cfg.continuum.pretrain_lr > 0, "continuum.pretrain_lr", "> 0", cfg.continuum.pretrain_lr)
+
+
+def _check_optimizer(cfg: DictConfig) -> None:
+    """A known learning-rate schedule, and two betas in [0, 1)."""
+    o = cfg.optim
     if o.schedule not in ("cosine", "linear", "constant"):
         raise ConfigError(f"optim.schedule must be cosine, linear or constant, got {o.schedule!r}")
     if len(o.betas) != 2:
         raise ConfigError(f"optim.betas must hold two numbers, got {list(o.betas)}")
     _check(all(0.0 <= b < 1.0 for b in o.betas), "optim.betas", "two numbers in [0, 1)", list(o.betas))
+
+
+def _check_model(cfg: DictConfig) -> None:
+    """The loss fusion is known and compatible with check_finite; the tiny model's heads divide its width."""
+    m = cfg.model
     if m.loss_fusion not in (None, "linear"):
         raise ConfigError(f"model.loss_fusion must be null or linear, got {m.loss_fusion!r}")
     if m.check_finite and m.loss_fusion:
         raise ConfigError("model.check_finite needs the logits: it cannot be set with model.loss_fusion=linear")
     _check(m.tiny.hidden_size % m.tiny.num_attention_heads == 0, "model.tiny.hidden_size",
            f"a multiple of model.tiny.num_attention_heads ({m.tiny.num_attention_heads})", m.tiny.hidden_size)
-    if cfg.eval.backend not in ("vllm", "megatron"):
-        raise ConfigError(f"eval.backend must be vllm or megatron, got {cfg.eval.backend!r}")
+
+
+def _check_eval_model(cfg: DictConfig) -> None:
+    """eval.model is known; the untrained backbone is a Hugging Face model, evaluated on bridge."""
     if cfg.eval.model not in EVAL_MODELS:
         raise ConfigError(f"eval.model must be one of {', '.join(EVAL_MODELS)}, got {cfg.eval.model!r}")
     if cfg.eval.model == "base" and cfg.engine != "bridge":
         raise ConfigError("eval.model=base evaluates a Hugging Face backbone (model.hf_path): it needs engine=bridge")
+
+
+def _check_tasks(cfg: DictConfig) -> None:
+    """Every synthetic task name (data and the continuum experiment's) is known."""
     for key in ("data.task", "continuum.pretrain_task", "continuum.strong.task", "continuum.weak.task",
                 "continuum.sweep.task"):
         try:
             task_names(OmegaConf.select(cfg, key))
         except ValueError as err:
             raise ConfigError(f"{key}: {err}") from None
+
+
+def _check_continuum(cfg: DictConfig) -> None:
+    """The continuum experiment's seeds, sweep points and objectives."""
     _check(len(cfg.continuum.seeds) > 0, "continuum.seeds", "a non-empty list", list(cfg.continuum.seeds))
     sweep = cfg.continuum.sweep
     _check(sweep.steps >= 1, "continuum.sweep.steps", ">= 1", sweep.steps)
@@ -300,13 +335,17 @@ def validate(cfg: DictConfig) -> None:
                 objective_from_config({"model": {"loss": name}})
         except ConfigError as err:
             raise ConfigError(f"continuum.objectives: {str(err).removeprefix('model.loss: ')}") from None
+
+
+def _check_parallel_sizes(cfg: DictConfig) -> None:
+    """The model-parallel group divides the processes (known for GPU recipes: nodes x GPUs per node;
+    the cpu engine starts one per tensor-parallel rank, and runs tensor parallelism only), and the
+    global batch the micro batches of every data-parallel rank."""
+    m, t = cfg.model, cfg.trainer
     if cfg.engine == "cpu":
         for key in ("pipeline_parallel", "context_parallel"):
             if m[key] != 1:
                 raise ConfigError(f"the cpu engine runs tensor parallelism only: model.{key} must be 1")
-    # Parallel sizes: the model-parallel group must divide the processes (known for GPU recipes:
-    # nodes x GPUs per node; the cpu engine starts one per tensor-parallel rank), and the global
-    # batch the micro batches of every data-parallel rank.
     model_parallel = m.tensor_parallel * m.pipeline_parallel * m.context_parallel
     world = world_size(cfg)
     if world % model_parallel:
@@ -318,6 +357,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.global_batch_size={t.global_batch_size} is not a multiple of "
             f"trainer.micro_batch_size={t.micro_batch_size} x data-parallel size {data_parallel}")
+
+
+def _check_engine_needs(cfg: DictConfig) -> None:
+    """What each engine needs: a backbone on bridge; on the cpu engine, tiny-model sizes that split
+    over the tensor-parallel ranks, and held-out prompts beside training data from files."""
+    m = cfg.model
     if cfg.engine == "bridge" and not m.hf_path:
         raise ConfigError("model.hf_path is required with engine=bridge (the backbone to fine-tune)")
     if cfg.engine == "cpu":
@@ -326,8 +371,6 @@ def validate(cfg: DictConfig) -> None:
                    f"a multiple of model.tensor_parallel ({m.tensor_parallel})", m.tiny[key])
         if cfg.data.train is not None and not cfg.data.validation:
             raise ConfigError("data.validation is required with data.train on the cpu engine (the held-out prompts)")
-    _validate_sampling(cfg)
-    _validate_reduction(cfg)
 
 
 def _validate_reduction(cfg: DictConfig) -> None:

@@ -1,9 +1,10 @@
 """The paper's tables as jobs: `nemo-beyond-nll reproduce TABLE` (math, medical, figfont) and its
 quantile ablation, `nemo-beyond-nll reproduce quantiles`.
 
-recipes/paper/published.yaml holds, per table, its backbones (one recipe each under recipes/paper/),
-the objectives the paper printed for it, its columns and the paper's figures (see the file's
-header). :func:`table_jobs` lists the jobs: by default the paper's own set (every backbone under
+The paper's recipes ship inside the package (nemo_beyond_nll/recipes/paper/, which a source
+checkout also reaches as recipes/paper/). Their published.yaml holds, per table, its backbones (one
+recipe each), the objectives the paper printed for it, its columns and the paper's figures (see the
+file's header). :func:`table_jobs` lists the jobs: by default the paper's own set (every backbone under
 every objective the paper printed, and one `base` job per backbone that evaluates the untrained
 backbone); `objectives="all"` or a list of keys adds rows the paper does not have, marked so.
 :func:`run_table` runs each job not finished yet (no summary.json in its run folder) through the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -31,7 +33,9 @@ from .eval.compare import SUMMARY_FILE, compare_runs
 from .eval.published import Row, write_paper_comparison
 from .recipe import load_recipe
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "recipes" / "paper"
+# Package data, so an installed wheel has them as a source checkout does (pip installs a package
+# as files, so the folder is a real path the recipe loader can open).
+PAPER_DIR = Path(resources.files(__package__) / "recipes" / "paper")
 PUBLISHED_FILE = "published.yaml"
 PROBE_FILE = "probe.json"
 QUANTILES_FILE = "quantiles.json"

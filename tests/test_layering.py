@@ -2,6 +2,9 @@
 and no module imports a private name of another module."""
 
 import ast
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,11 +28,8 @@ MAY_IMPORT = {
     "reproduce": {"config", "eval", "recipe", "utils"},
     "cli": {"config", "data", "domains", "engines", "eval", "recipe", "reproduce", "utils"},
     "__main__": {"cli"},
-    # (data/__init__.py's __getattr__ resolves the former data.build from domains on first use, by
-    # importlib, so that importing data never imports domains)
-    # the package root re-exports the public API and installs the former-path finder
-    "__init__": {"core", "former_paths"},
-    "former_paths": set(),
+    # the package root re-exports the public API
+    "__init__": {"core"},
 }
 
 
@@ -91,6 +91,21 @@ def test_units_import_only_what_the_layout_allows():
     graph, where = unit_graph()
     wrong = sorted(f"{where[(s, d)]} imports {d}" for s, ds in graph.items() for d in ds if d not in MAY_IMPORT[s])
     assert not wrong, "imports against the layout:\n" + "\n".join(wrong)
+
+
+def test_data_imports_nothing_of_domains():
+    # domains are built on data; the arrow never points back up, neither by an import statement nor
+    # at run time (a module __getattr__ or importlib)
+    assert "domains" not in MAY_IMPORT["data"]
+    found = [f"{module_name(p)} imports {target}" for p in (PACKAGE / "data").rglob("*.py")
+             for target, _ in imports(p) if unit_of(target) == "domains"]
+    assert not found, "\n".join(found)
+    probe = ("import sys, nemo_beyond_nll.data as data; "
+             "assert not hasattr(data, 'build'); "
+             "print(sorted(m for m in sys.modules if m.startswith('nemo_beyond_nll.domains')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_no_import_cycle_between_units():

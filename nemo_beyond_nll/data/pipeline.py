@@ -148,12 +148,6 @@ def split_key(prompt: str, completion: str, split_seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_of(prompt: str, completion: str, validation_fraction: float, split_seed: int = 0) -> str:
-    """"validation" for about `validation_fraction` of rows, chosen by a seeded hash; else "train".
-    (The builder takes exactly the rows with the smallest keys: see :func:`validation_count`.)"""
-    return "validation" if split_key(prompt, completion, split_seed) < validation_fraction else "train"
-
-
 def validation_count(validation_fraction: float, kept: int) -> int:
     """Rows of the validation split: round(fraction x kept), halves up, leaving at least one to train on."""
     return max(0, min(math.floor(validation_fraction * kept + 0.5), kept - 1))
@@ -190,6 +184,145 @@ def check_complete(path: Union[str, Path]) -> None:
                              f"running): build it again before training on it")
 
 
+@dataclass
+class _Tally:
+    """What a build counts: rows read, rows dropped per reason (with the source positions of the
+    first few of each), and the examples' notes."""
+
+    dropped: Counter
+    read: int = 0
+    dropped_rows: Dict[str, list] = field(default_factory=dict)
+    notes: Counter = field(default_factory=Counter)
+
+    def drop(self, reason: str, index: int) -> None:
+        self.dropped[reason] += 1
+        picked = self.dropped_rows.setdefault(reason, [])
+        if len(picked) < EXAMPLES_PER_REASON:
+            picked.append(index)
+
+
+@dataclass
+class _RowFilter:
+    """One raw row to its templated line of all.jsonl, or None when the row is dropped (counted in
+    the tally): converted, deduplicated, templated, length-checked."""
+
+    to_example: Callable[[Any], Example]
+    tally: _Tally
+    dedup: bool = True
+    chat_template: Optional[ChatTemplate] = None
+    tokenizer: Optional[Callable[[str], Any]] = None
+    max_length: Optional[int] = None
+    seen: set = field(default_factory=set)
+
+    def example(self, row: Any, index: int) -> Optional[Example]:
+        try:
+            example = self.to_example(row)
+        except SkipRow as skip:
+            self.tally.drop(skip.reason, index)
+            return None
+        if self.dedup:
+            key = hashlib.sha256(f"{example.prompt}\0{example.completion}".encode("utf-8")).digest()[:16]
+            if key in self.seen:
+                self.tally.drop("duplicate", index)
+                return None
+            self.seen.add(key)
+        return example
+
+    def prompt(self, example: Example) -> str:
+        prompt = example.prompt if self.chat_template is None else self.chat_template(example.prompt)
+        if not isinstance(prompt, str):
+            raise ValueError(f"chat_template must return a string, got {type(prompt).__name__}")
+        return prompt
+
+    def line(self, row: Any, index: int) -> Optional[Tuple[Example, str]]:
+        """(the example, its JSON line) for a kept row."""
+        example = self.example(row, index)
+        if example is None:
+            return None
+        prompt = self.prompt(example)
+        if self.tokenizer is not None and count_tokens(self.tokenizer, prompt + example.completion) > self.max_length:
+            self.tally.drop("too_long", index)
+            return None
+        self.tally.notes.update(example.notes)
+        return example, json.dumps({"prompt": prompt, "completion": example.completion, **example.fields},
+                                   ensure_ascii=False)
+
+
+def _start_build(out_dir: Path) -> bool:
+    """Mark `out_dir` as a build in progress; whether the folder was made for it."""
+    made_dir = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / INCOMPLETE_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    (out_dir / REPORT_FILE).unlink(missing_ok=True)
+    return made_dir
+
+
+def _write_all(rows: Iterable[Any], keep: _RowFilter, path: Path, split_seed: int, progress_bar) -> list:
+    """Write every kept row's line to `path`; the split_key of each, in order."""
+    keys = []
+    with path.open("w", encoding="utf-8") as out:
+        for index, row in enumerate(progress_bar(rows)):
+            keep.tally.read += 1
+            kept = keep.line(row, index)
+            if kept is None:
+                continue
+            example, line = kept
+            keys.append(split_key(example.prompt, example.completion, split_seed))
+            out.write(line + "\n")
+    return keys
+
+
+def _abandon_build(out_dir: Path, made_dir: bool, partial_all: Path) -> None:
+    """Nothing to train on: remove what the build wrote, as if it had not run."""
+    partial_all.unlink()
+    (out_dir / INCOMPLETE_MARKER).unlink()
+    if made_dir and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+
+
+def _validation_rows(keys: Sequence[float], validation_fraction: float) -> set:
+    """Positions in all.jsonl of the validation split: the rows with the smallest keys."""
+    count = validation_count(validation_fraction, len(keys))
+    return set(sorted(range(len(keys)), key=lambda i: (keys[i], i))[:count])
+
+
+def _write_splits(partial: Mapping[str, Path], validation: set) -> Counter:
+    """Deal all.jsonl's lines into the train and validation files; the rows of each."""
+    sizes = Counter({split: 0 for split in SPLITS})
+    with partial["all"].open(encoding="utf-8") as lines, partial["train"].open("w", encoding="utf-8") as train, \
+            partial["validation"].open("w", encoding="utf-8") as held_out:
+        for index, line in enumerate(lines):
+            split = "validation" if index in validation else "train"
+            (held_out if split == "validation" else train).write(line)
+            sizes[split] += 1
+    return sizes
+
+
+def _report(domain: str, source: str, tally: _Tally, sizes: Counter, options: dict) -> Dict[str, Any]:
+    return {
+        "domain": domain,
+        "source": source,
+        "rows_read": tally.read,
+        "kept": sizes["train"] + sizes["validation"],
+        "train": sizes["train"],
+        "validation": sizes["validation"],
+        "dropped": dict(tally.dropped),
+        "dropped_row_indices": tally.dropped_rows,
+        "notes": dict(tally.notes),
+        "options": options,
+    }
+
+
+def _finish_build(out_dir: Path, partial: Mapping[str, Path], final: Mapping[str, Path], report: dict) -> None:
+    """Put the complete files in place, the report last, then unmark the build."""
+    for name, path in partial.items():
+        os.replace(path, final[name])
+    report_tmp = out_dir / (REPORT_FILE + ".partial")
+    report_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(report_tmp, out_dir / REPORT_FILE)
+    (out_dir / INCOMPLETE_MARKER).unlink()  # the build is complete only now
+
+
 def write_sft_splits(
     rows: Iterable[Any],
     to_example: Callable[[Any], Example],
@@ -216,90 +349,20 @@ def write_sft_splits(
     """
     _check_options(validation_fraction, tokenizer, max_length, chat_template)
     out_dir = Path(out_dir)
-    made_dir = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dropped = Counter({reason: 0 for reason in (*COMMON_REASONS, *reasons)})
-    examples: Dict[str, list] = {}
-    notes: Counter = Counter()
-    sizes = Counter({split: 0 for split in SPLITS})
-    seen = set()
-    read = 0
-
-    def drop(reason: str, index: int):
-        dropped[reason] += 1
-        picked = examples.setdefault(reason, [])
-        if len(picked) < EXAMPLES_PER_REASON:
-            picked.append(index)
-
     final = {name: out_dir / filename for name, filename in FILES.items()}
     partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
-    (out_dir / INCOMPLETE_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    (out_dir / REPORT_FILE).unlink(missing_ok=True)
-    keys = []  # split_key of each row of all.jsonl, in order
-    files = {"all": partial["all"].open("w", encoding="utf-8")}
-    try:
-        for index, row in enumerate(tqdm(rows, total=total, desc=f"{domain} rows", unit="row", disable=not progress)):
-            read += 1
-            try:
-                example = to_example(row)
-            except SkipRow as skip:
-                drop(skip.reason, index)
-                continue
-            if dedup:
-                key = hashlib.sha256(f"{example.prompt}\0{example.completion}".encode("utf-8")).digest()[:16]
-                if key in seen:
-                    drop("duplicate", index)
-                    continue
-                seen.add(key)
-            prompt = example.prompt if chat_template is None else chat_template(example.prompt)
-            if not isinstance(prompt, str):
-                raise ValueError(f"chat_template must return a string, got {type(prompt).__name__}")
-            if tokenizer is not None and count_tokens(tokenizer, prompt + example.completion) > max_length:
-                drop("too_long", index)
-                continue
-            notes.update(example.notes)
-            keys.append(split_key(example.prompt, example.completion, split_seed))
-            line = json.dumps({"prompt": prompt, "completion": example.completion, **example.fields}, ensure_ascii=False)
-            files["all"].write(line + "\n")
-    finally:
-        files["all"].close()
-    if not keys:  # nothing to train on: no split files, as if the build had not run
-        partial["all"].unlink()
-        (out_dir / INCOMPLETE_MARKER).unlink()
-        if made_dir and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        raise ValueError(_no_rows_message(source, read, dropped))
-    count = validation_count(validation_fraction, len(keys))
-    validation = set(sorted(range(len(keys)), key=lambda i: (keys[i], i))[:count])
-    with partial["all"].open(encoding="utf-8") as lines, partial["train"].open("w", encoding="utf-8") as train, \
-            partial["validation"].open("w", encoding="utf-8") as held_out:
-        for index, line in enumerate(lines):
-            split = "validation" if index in validation else "train"
-            (held_out if split == "validation" else train).write(line)
-            sizes[split] += 1
-    for name, path in partial.items():  # complete files appear only once everything is written
-        os.replace(path, final[name])
+    tally = _Tally(Counter({reason: 0 for reason in (*COMMON_REASONS, *reasons)}))
+    keep = _RowFilter(to_example, tally, dedup, chat_template, tokenizer, max_length)
 
-    report = {
-        "domain": domain,
-        "source": source,
-        "rows_read": read,
-        "kept": sizes["train"] + sizes["validation"],
-        "train": sizes["train"],
-        "validation": sizes["validation"],
-        "dropped": dict(dropped),
-        "dropped_row_indices": examples,
-        "notes": dict(notes),
-        "options": {
-            "validation_fraction": validation_fraction,
-            "split_seed": split_seed,
-            "max_length": max_length,
-            "chat_template": chat_template is not None,
-            "dedup": dedup,
-        },
-    }
-    report_tmp = out_dir / (REPORT_FILE + ".partial")
-    report_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(report_tmp, out_dir / REPORT_FILE)
-    (out_dir / INCOMPLETE_MARKER).unlink()  # the build is complete only now
+    made_dir = _start_build(out_dir)
+    keys = _write_all(rows, keep, partial["all"], split_seed,
+                      lambda it: tqdm(it, total=total, desc=f"{domain} rows", unit="row", disable=not progress))
+    if not keys:
+        _abandon_build(out_dir, made_dir, partial["all"])
+        raise ValueError(_no_rows_message(source, tally.read, tally.dropped))
+    sizes = _write_splits(partial, _validation_rows(keys, validation_fraction))
+    options = {"validation_fraction": validation_fraction, "split_seed": split_seed, "max_length": max_length,
+               "chat_template": chat_template is not None, "dedup": dedup}
+    report = _report(domain, source, tally, sizes, options)
+    _finish_build(out_dir, partial, final, report)
     return report

@@ -92,16 +92,6 @@ def nested_text(row: Any, *paths: str) -> str:
     raise SkipRow("malformed")
 
 
-def message_text(row: Any) -> Optional[str]:
-    """The last user message's text of a chat-message `prompt` field, if the row has one."""
-    messages = row.get("prompt") if isinstance(row, Mapping) else None
-    if isinstance(messages, (list, tuple)):
-        for message in reversed(list(messages)):
-            if isinstance(message, Mapping) and message.get("role") == "user" and isinstance(message.get("content"), str):
-                return message["content"]
-    return None
-
-
 def paper_example(domain: str, row: Any, family: str, chat_template: Optional[Callable[[str], str]] = None) -> Example:
     """One row of the authors' processed subsets (or of the generator) as the paper trained on it."""
     if family not in FAMILIES:

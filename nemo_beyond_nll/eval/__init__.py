@@ -10,7 +10,4 @@
   the recipe's eval section;
 - :mod:`.metrics`: first-sample accuracy, mean@k, pass@k, figfont's metrics, accuracy per source;
 - :mod:`.compare`: a table and chart of accuracy per objective and benchmark (and the metrics above).
-
-(:mod:`.benchmarks` and :mod:`.grade` are the former paths of :mod:`.benchmark_sets` and
-:func:`nemo_beyond_nll.domains.grade`.)
 """

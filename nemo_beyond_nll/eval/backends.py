@@ -87,7 +87,7 @@ def load_vllm(
         from vllm import LLM, SamplingParams
     except ImportError as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BackendUnavailable(f"eval.backend=vllm needs vLLM on a GPU machine, and it does not import here ({reason})") from None
+        raise BackendUnavailable(f"evaluation needs vLLM on a GPU machine, and it does not import here ({reason})") from None
 
     llm = LLM(model=str(model_path), tokenizer=tokenizer, tensor_parallel_size=tensor_parallel, dtype=dtype, seed=seed,
               max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
@@ -203,8 +203,6 @@ def _check_eval_config(cfg):
 
     if cfg.engine != "bridge":
         raise ConfigError(f"run_gpu_eval evaluates engine=bridge recipes, got engine={cfg.engine}")
-    if cfg.eval.backend != "vllm":
-        raise ConfigError(f"eval.backend={cfg.eval.backend!r}: engine=bridge evaluates with vllm")
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval.benchmarks is empty; name some of {', '.join(BENCHMARKS)}")
     try:

@@ -72,7 +72,6 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ..data.pipeline import SkipRow
 from ..data.sources import LOCAL_SUFFIXES
-from ..domains import DOMAINS
 from ..domains.figfont import figfont_example, generate_puzzles
 from ..domains.math import INSTRUCTION as MATH_INSTRUCTION
 from ..domains.math import extract_answer
@@ -374,7 +373,6 @@ BENCHMARKS: Dict[str, Benchmark] = {
         Benchmark("figfont", "figfont", figfont_row),
     )
 }
-DOMAIN_BENCHMARKS = {domain: tuple(n for n, b in BENCHMARKS.items() if b.domain == domain) for domain in DOMAINS}
 
 
 def get_benchmark(name: str) -> Benchmark:

@@ -39,6 +39,13 @@ def loss_metric_name(objective: Objective) -> str:
 IGNORE_INDEX = -100  # the hook's ignore_index (vocab_parallel_objective's default)
 
 
+def zero_kept_warning(objective: Objective, where: str, mean_p: float, detail: str = "") -> str:
+    """The warning both engines give when a threshold objective keeps no token `where` ("at steps
+    1-5", "of a micro-batch at step 7"); `detail` follows the kept fraction (", threshold 0.1")."""
+    return (f"WARNING: {objective} keeps no token {where} (kept fraction 0{detail}, mean p {mean_p:.4g}): "
+            "it trains nothing there; lower model.loss_args.threshold if this persists")
+
+
 def supervised_labels(labels: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """`labels` with the positions the data's loss_mask leaves out (prompt, padding) set to the
     ignore index. Their loss is masked out either way; ignoring them also keeps them out of what the
@@ -90,12 +97,6 @@ def installed_output(model):
     if out is None:
         raise RuntimeError("no objective output on the model: call nemo_beyond_nll.megatron.install(model, ...)")
     return out
-
-
-def objective_loss_function(model, loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-    """Bridge-style loss function for the per-token loss `output_tensor` the installed model returned."""
-    out = installed_output(model)
-    return objective_loss_terms(output_tensor, out.prob, out.kept, loss_mask, out.power)
 
 
 def _bridge_masked_loss():
@@ -166,9 +167,9 @@ class ObjectiveForwardStep:
             mean_p = float((out.prob.reshape(-1).float() * mask).sum() / mask.sum())
             # Printed, not logged: Bridge's logging set-up filters out WARNING records by default.
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            print(f"[rank {rank}] WARNING: {self.objective} keeps no token of a micro-batch at step {step} "
-                  f"(kept fraction 0 of {int(mask.sum())} tokens, mean p {mean_p:.4g}): it trains nothing there; "
-                  f"lower model.loss_args.threshold if this persists", file=sys.stderr, flush=True)
+            warning = zero_kept_warning(self.objective, f"of a micro-batch at step {step}", mean_p,
+                                        detail=f" of {int(mask.sum())} tokens")
+            print(f"[rank {rank}] {warning}", file=sys.stderr, flush=True)
         if self.hist_interval and step % self.hist_interval == 0 and step != self._logged_step:
             self._logged_step = step
             values = out.prob.reshape(-1)[loss_mask.reshape(-1).bool()].float().cpu()

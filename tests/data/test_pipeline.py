@@ -3,7 +3,7 @@ import json
 import pytest
 
 from nemo_beyond_nll.domains import build
-from nemo_beyond_nll.data.pipeline import count_tokens, hf_chat_template, split_of
+from nemo_beyond_nll.data.pipeline import count_tokens, hf_chat_template
 
 from .fixtures import numina_row, numina_rows, read_jsonl, write_jsonl
 
@@ -53,14 +53,6 @@ def test_split_seed_changes_the_split(tmp_path):
     build("math", tmp_path / "rows.jsonl", tmp_path / "s0", validation_fraction=0.25, progress=False)
     build("math", tmp_path / "rows.jsonl", tmp_path / "s1", validation_fraction=0.25, split_seed=1, progress=False)
     assert prompts(tmp_path / "s0" / "validation.jsonl") != prompts(tmp_path / "s1" / "validation.jsonl")
-
-
-def test_split_of_is_a_pure_function_of_row_and_seed():
-    rows = [(f"p{i}", f"c{i}") for i in range(1000)]
-    first = [split_of(p, c, 0.1) for p, c in rows]
-    assert first == [split_of(p, c, 0.1) for p, c in rows]
-    assert 60 <= first.count("validation") <= 140
-    assert all(split_of(p, c, 0.0) == "train" for p, c in rows)
 
 
 def test_files_and_report(tmp_path):

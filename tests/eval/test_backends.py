@@ -78,7 +78,7 @@ def test_missing_vllm_is_one_clear_line(monkeypatch):
     with pytest.raises(BackendUnavailable) as err:
         vllm_generate("some/model", max_new_tokens=16)
     message = str(err.value)
-    assert "\n" not in message and message.startswith("eval.backend=vllm needs vLLM")
+    assert "\n" not in message and message.startswith("evaluation needs vLLM")
     assert isinstance(err.value, ImportError)
 
 
@@ -240,7 +240,6 @@ def test_run_gpu_eval_reuses_an_export_made_elsewhere(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["eval.backend=megatron"], "engine=bridge evaluates with vllm"),
         (["eval.benchmarks=[]"], "eval.benchmarks is empty"),
         (["eval.benchmarks=[gsm8k]"], "eval: unknown benchmark 'gsm8k'"),
         (["eval.benchmark_files={amc23: /nonexistent.jsonl}"], "eval: file for benchmark 'amc23' not found"),

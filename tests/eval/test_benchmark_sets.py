@@ -8,7 +8,6 @@ from nemo_beyond_nll.domains.math import math_example
 from nemo_beyond_nll.domains.medical import medical_example
 from nemo_beyond_nll.eval.benchmark_sets import (
     BENCHMARKS,
-    DOMAIN_BENCHMARKS,
     FIGFONT_SEED,
     MMLU_MEDICAL_SUBJECTS,
     benchmark_source,
@@ -22,9 +21,14 @@ from tests.data.fixtures import write_jsonl
 from .benchmark_rows import FIXTURES, fixture_lines
 
 
+def of_domain(domain):
+    return tuple(name for name, bench in BENCHMARKS.items() if bench.domain == domain)
+
+
 def test_every_benchmark_has_fixtures_and_a_domain():
     assert set(FIXTURES) == set(BENCHMARKS)
-    assert DOMAIN_BENCHMARKS == {
+    assert {bench.domain for bench in BENCHMARKS.values()} == {"math", "medical", "figfont"}
+    assert {domain: of_domain(domain) for domain in ("math", "medical", "figfont")} == {
         "math": ("math500", "minerva_math", "olympiadbench", "aime24", "amc23"),
         "medical": ("medmcqa", "medqa", "pubmedqa", "mmlu_medical", "m1_eval"),
         "figfont": ("figfont",),
@@ -72,7 +76,7 @@ def test_rows_grade_right_and_wrong_answers(tmp_path, name):
         assert not grade(domain, _wrong_output(domain, row), row), row
 
 
-@pytest.mark.parametrize("name", DOMAIN_BENCHMARKS["math"])
+@pytest.mark.parametrize("name", of_domain("math"))
 def test_math_prompts_are_the_builders(tmp_path, name):
     rows = load_benchmark(name, source=write_jsonl(tmp_path / "rows.jsonl", FIXTURES[name][0])).rows
     for raw, row in zip(FIXTURES[name][0], rows):
@@ -83,7 +87,7 @@ def test_math_prompts_are_the_builders(tmp_path, name):
         assert row["prompt"] == built.prompt
 
 
-@pytest.mark.parametrize("name", DOMAIN_BENCHMARKS["medical"])
+@pytest.mark.parametrize("name", of_domain("medical"))
 def test_medical_prompts_are_the_builders(tmp_path, name):
     rows = load_benchmark(name, source=write_jsonl(tmp_path / "rows.jsonl", FIXTURES[name][0])).rows
     for row in rows:
@@ -212,10 +216,11 @@ def test_gpu_recipes_name_benchmarks_of_their_domain():
 
     from nemo_beyond_nll.recipe import load_recipe
 
-    recipes = [load_recipe(p) for p in sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))]
-    bridge = [cfg for cfg in recipes if cfg.engine == "bridge"]
+    # a recipe is named <backbone>_<domain>.yaml
+    recipes = {p.stem.rpartition("_")[2]: load_recipe(p) for p in sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))}
+    bridge = [(domain, cfg) for domain, cfg in recipes.items() if cfg.engine == "bridge"]
     assert bridge
-    for cfg in bridge:
+    for domain, cfg in bridge:
         assert cfg.eval.benchmarks, cfg.name
-        assert {BENCHMARKS[name].domain for name in cfg.eval.benchmarks} == {cfg.data.domain}, cfg.name
+        assert {BENCHMARKS[name].domain for name in cfg.eval.benchmarks} == {domain}, cfg.name
         assert cfg.eval.benchmark_dir is None and dict(cfg.eval.benchmark_files) == {}  # the hub by default

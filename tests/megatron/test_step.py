@@ -4,9 +4,15 @@ from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install
 from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu
 from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
-from nemo_beyond_nll.megatron.step import objective_loss_function, objective_loss_terms
+from nemo_beyond_nll.megatron.step import installed_output, objective_loss_terms
 
 from ..reference import reference_objective
+
+
+def loss_terms(model, loss_mask, output):
+    """The loss terms of the per-token loss `output` an installed model returned."""
+    out = installed_output(model)
+    return objective_loss_terms(output, out.prob, out.kept, loss_mask, out.power)
 
 
 def test_loss_terms_by_hand():
@@ -40,7 +46,7 @@ def test_loss_function_on_a_real_gpt_model():
 
     install(model, objective)
     output = model(tokens, position_ids, causal_mask(8), labels=labels)
-    loss_sum, num_kept, metrics = objective_loss_function(model, loss_mask, output)
+    loss_sum, num_kept, metrics = loss_terms(model, loss_mask, output)
     torch.testing.assert_close(loss_sum.double(), ref_loss[counted].sum(), rtol=1e-5, atol=1e-6)
     assert num_kept.item() == counted.sum().item()
     torch.testing.assert_close(metrics["target prob"][0].double(), (ref_prob * loss_mask).sum(), rtol=1e-5, atol=1e-6)
@@ -62,14 +68,14 @@ def test_adaptive_power_logs_its_m_as_a_mean_pair():
     position_ids = torch.arange(8)[None].expand(2, -1)
     install(model, "adaptive_power")
     output = model(tokens, position_ids, causal_mask(8), labels=labels)
-    loss_sum, num_kept, metrics = objective_loss_function(model, loss_mask, output)
+    loss_sum, num_kept, metrics = loss_terms(model, loss_mask, output)
     prob = metrics["target prob"][0] / metrics["target prob"][1]
     torch.testing.assert_close(metrics["power"], torch.stack([prob, torch.tensor(1.0)]), rtol=1e-6, atol=0)
     torch.testing.assert_close(loss_sum, output.sum(), rtol=1e-6, atol=0)
     assert num_kept.item() == 16
     install(model, "neg_p")
     output = model(tokens, position_ids, causal_mask(8), labels=labels)
-    assert "power" not in objective_loss_function(model, loss_mask, output)[2]
+    assert "power" not in loss_terms(model, loss_mask, output)[2]
 
 
 def test_supervised_labels_keep_prompt_tokens_out_of_adaptive_power():
@@ -99,3 +105,14 @@ def test_supervised_labels_keep_prompt_tokens_out_of_adaptive_power():
     assert torch.isclose(supervised.power, supervised.prob[loss_mask.bool()].mean())
     assert torch.isclose(everything.power, everything.prob.mean())
     assert not torch.isclose(supervised.power, everything.power)
+
+
+def test_zero_kept_warning_of_a_micro_batch():
+    """The Bridge step's wording of the warning the CPU engine gives per run of steps."""
+    from nemo_beyond_nll.megatron.step import zero_kept_warning
+
+    text = zero_kept_warning(get_objective("neg_p_threshold", threshold=0.9), "of a micro-batch at step 7", 0.25,
+                             detail=" of 512 tokens")
+    assert text == ("WARNING: neg_p_threshold(threshold=0.9, keep=above) keeps no token of a micro-batch at step 7 "
+                    "(kept fraction 0 of 512 tokens, mean p 0.25): it trains nothing there; "
+                    "lower model.loss_args.threshold if this persists")

@@ -141,8 +141,7 @@ def describe_parts(cfg) -> Iterator[str]:
     """The Bridge side of a dry run, in parts: the overrides first (no Bridge needed), then Bridge's
     validated ConfigContainer as plain YAML where Megatron-Bridge imports."""
     iters = train_iters(cfg)
-    lines = [f"# Megatron-Bridge: base recipe {cfg.bridge.recipe}, backbone {cfg.model.hf_path}"
-             + (f", container {cfg.bridge.container}" if cfg.bridge.container else "")]
+    lines = [f"# Megatron-Bridge: base recipe {cfg.bridge.recipe}, backbone {cfg.model.hf_path}"]
     if iters is None:
         lines.append(f"# train_iters: from the row count of data.train ({cfg.data.train}) at launch")
     lines.append(f"# mixed precision: {precision(cfg)} (optim.bf16={str(cfg.optim.bf16).lower()})")

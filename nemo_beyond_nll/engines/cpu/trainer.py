@@ -31,7 +31,7 @@ from .runtime import causal_mask, init_megatron_cpu
 from .generate import greedy_generate
 from .models import TinyGPTConfig, build_tiny_gpt
 from ...megatron.completions import completion_probabilities as measure_completion_probabilities
-from ...megatron.step import objective_loss_terms, supervised_labels
+from ...megatron.step import objective_loss_terms, supervised_labels, zero_kept_warning
 from .checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
 from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
 from ...probe import decide_auto, probability_histogram, read_auto_choice
@@ -135,13 +135,6 @@ def stop_requested() -> bool:
     return bool(flag)
 
 
-def zero_kept_warning(objective, first: int, last: int, mean_p: float) -> str:
-    """The warning for a threshold objective that kept no token over steps first..last (1-based)."""
-    return (f"WARNING: {objective} keeps no token at steps {first}-{last} (kept fraction 0, threshold "
-            f"{objective.threshold:g}, mean p {mean_p:.4g}): it trains nothing there; "
-            f"lower model.loss_args.threshold if this persists")
-
-
 @torch.no_grad()
 def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictConfig, run_dir: Path, rank: int,
              objective, extra: dict = None) -> dict:
@@ -210,11 +203,8 @@ def start_session(cfg: DictConfig) -> Session:
     tokenizer = CharTokenizer()
     train_examples, validation_examples = load_examples(cfg)
     seq_length = cfg.model.seq_length
-    tiny = cfg.model.tiny
-    model = build_tiny_gpt(
-        TinyGPTConfig(vocab_size=tokenizer.vocab_size, seq_length=seq_length, hidden_size=tiny.hidden_size,
-                      num_layers=tiny.num_layers, num_attention_heads=tiny.num_attention_heads,
-                      ffn_hidden_size=tiny.ffn_hidden_size),
+    model = build_tiny_gpt(  # model.tiny holds TinyGPTConfig's architecture fields, by their names
+        TinyGPTConfig(vocab_size=tokenizer.vocab_size, seq_length=seq_length, **cfg.model.tiny),
         seed=cfg.trainer.seed, tensor_parallel=tp,
     )
     objective = None if is_auto(cfg) else objective_from_config(cfg)  # auto: chosen once the weights are loaded
@@ -439,8 +429,9 @@ class SFTRecipe:
             done = step + 1
             zero_kept = zero_kept + [record] if self.objective.is_thresholded and record["kept_fraction"] == 0 else []
             if len(zero_kept) == ZERO_KEPT_STEPS and self.rank == 0 and not self.log.records("warning"):
-                message = zero_kept_warning(self.objective, zero_kept[0]["step"], done,
-                                            sum(r["target_prob"] for r in zero_kept) / len(zero_kept))
+                message = zero_kept_warning(self.objective, f"at steps {zero_kept[0]['step']}-{done}",
+                                            sum(r["target_prob"] for r in zero_kept) / len(zero_kept),
+                                            detail=f", threshold {self.objective.threshold:g}")
                 bar.write(message, file=sys.stderr)  # above the progress bar, once per run
                 self.log.append({"event": "warning", "step": done, "message": message})
             if cfg.trainer.hist_interval and done % cfg.trainer.hist_interval == 0 and done < steps:

@@ -36,3 +36,13 @@ def test_tiny_gpt_with_layer_spec_would_pick_the_cuda_norm(monkeypatch):
     with pytest.raises(RuntimeError, match="CUDAGuardImpl"):
         GPTModel(config=config, transformer_layer_spec=get_gpt_layer_local_spec(), vocab_size=64,
                  max_sequence_length=8)
+
+
+def test_the_recipes_tiny_section_is_tiny_gpt_configs_architecture():
+    """The CPU engine passes model.tiny whole to TinyGPTConfig: same names, same defaults."""
+    import dataclasses
+
+    from nemo_beyond_nll.recipe import TinyModel
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TinyGPTConfig)}
+    assert {f.name: f.default for f in dataclasses.fields(TinyModel)}.items() <= defaults.items()

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from nemo_beyond_nll.engines.cpu.runtime import init_distributed_cpu
 from nemo_beyond_nll.recipe import Recipe
 from nemo_beyond_nll.engines.cpu.checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
-from nemo_beyond_nll.engines.cpu.trainer import batch_indices, lr_lambda, total_steps, zero_kept_warning
+from nemo_beyond_nll.engines.cpu.trainer import batch_indices, lr_lambda, total_steps
 from nemo_beyond_nll.utils.files import atomic_write_text, read_jsonl
 from nemo_beyond_nll.engines.cpu.metrics import MetricsLog, probability_histogram
 
@@ -142,8 +142,10 @@ def test_unfinished_checkpoint_steps_are_removed_on_start(tmp_path):
 
 def test_zero_kept_warning_names_threshold_and_mean_p():
     from nemo_beyond_nll.core.objectives import get_objective
+    from nemo_beyond_nll.megatron.step import zero_kept_warning
 
-    text = zero_kept_warning(get_objective("neg_p_threshold", threshold=0.1), 1, 5, 0.0078125)
+    objective = get_objective("neg_p_threshold", threshold=0.1)
+    text = zero_kept_warning(objective, "at steps 1-5", 0.0078125, detail=f", threshold {objective.threshold:g}")
     assert text == ("WARNING: neg_p_threshold(threshold=0.1, keep=above) keeps no token at steps 1-5 (kept fraction 0, "
                     "threshold 0.1, mean p 0.007812): it trains nothing there; lower model.loss_args.threshold "
                     "if this persists")
