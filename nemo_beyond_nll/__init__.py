@@ -2,7 +2,7 @@
 
 from .core.functional import linear_objective_loss, objective_loss
 from .core.linear import vocab_parallel_linear_objective
-from .core.module import LinearProbabilityObjectiveLoss, ProbabilityObjectiveLoss
+from .core.module import LinearObjectiveLoss, ObjectiveLoss
 from .core.objectives import FAMILIES, REFERENCE_NAMES, Objective, get_objective
 from .core.vocab_parallel import ObjectiveOutput, vocab_parallel_objective
 from .former_paths import install as _install_former_paths
@@ -12,10 +12,10 @@ _install_former_paths()
 __all__ = [
     "FAMILIES",
     "REFERENCE_NAMES",
-    "LinearProbabilityObjectiveLoss",
+    "LinearObjectiveLoss",
     "Objective",
+    "ObjectiveLoss",
     "ObjectiveOutput",
-    "ProbabilityObjectiveLoss",
     "get_objective",
     "linear_objective_loss",
     "objective_loss",

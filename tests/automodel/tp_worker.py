@@ -16,7 +16,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_module
 
-from nemo_beyond_nll.automodel import ProbabilityObjectiveLoss
+from nemo_beyond_nll.automodel import AutoModelObjectiveLoss
 from nemo_beyond_nll.core import module
 
 B, S, V, H = 2, 5, 38, 12
@@ -70,7 +70,7 @@ class NoGather:
 def reference(name, args, logits, labels, num):
     """The unsharded loss and gradient (TP=1, no collective)."""
     x = logits.clone().requires_grad_()
-    loss = ProbabilityObjectiveLoss(name, args, kept_count_group="local")(x, labels, num_label_tokens=num)
+    loss = AutoModelObjectiveLoss(name, args, kept_count_group="local")(x, labels, num_label_tokens=num)
     loss.backward()
     return loss.detach(), x.grad
 
@@ -93,7 +93,7 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
             for placement, dlabels in ((Shard(2), labels), (Shard(-1), DTensor.from_local(labels, mesh, [Replicate()]))):
                 local = logits[..., rank * v_local:(rank + 1) * v_local].clone().requires_grad_()
                 sharded = DTensor.from_local(local, mesh, [placement], run_check=False)
-                loss_fn = ProbabilityObjectiveLoss(name, args)
+                loss_fn = AutoModelObjectiveLoss(name, args)
                 with NoGather():
                     loss = loss_fn(sharded, dlabels, num_label_tokens=num)
                 loss.backward()
@@ -116,14 +116,14 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
         head.weight.data.copy_(weight)
         h_ref = hidden.clone().requires_grad_()
         w_ref = weight.clone().requires_grad_()
-        ref = ProbabilityObjectiveLoss(name, args, kept_count_group="local")(h_ref @ w_ref.t(), labels, num_label_tokens=num)
+        ref = AutoModelObjectiveLoss(name, args, kept_count_group="local")(h_ref @ w_ref.t(), labels, num_label_tokens=num)
         ref.backward()
         parallelize_module(head, mesh, ColwiseParallel(output_layouts=Shard(-1), use_local_output=False))
         h = hidden.clone().requires_grad_()
         logits = head(h)
         assert isinstance(logits, DTensor) and logits.to_local().shape[-1] == v_local
         with NoGather():
-            loss = ProbabilityObjectiveLoss(name, args)(logits, labels, num_label_tokens=num)
+            loss = AutoModelObjectiveLoss(name, args)(logits, labels, num_label_tokens=num)
         loss.backward()
         same_on_every_rank(loss.detach(), f"{name} head loss")
         weight_grad = head.weight.grad.full_tensor()
@@ -150,21 +150,21 @@ def data_parallel(rank: int, world: int, port: int, out: str):
         num = sum(int((labels != -100).sum()) for _, labels in parts)
         logits, labels = parts[rank]
         x = logits.clone().requires_grad_()
-        loss_fn = ProbabilityObjectiveLoss(name, args)
+        loss_fn = AutoModelObjectiveLoss(name, args)
         loss = loss_fn(x, labels, num_label_tokens=num)
         loss.backward()
         total = loss.detach().clone()
         dist.all_reduce(total)
 
         xs = [p[0].clone().requires_grad_() for p in parts]
-        paper = module.ProbabilityObjectiveLoss(name, args)(torch.cat(xs), torch.cat([p[1] for p in parts]))
+        paper = module.ObjectiveLoss(name, args)(torch.cat(xs), torch.cat([p[1] for p in parts]))
         paper.backward()
         torch.testing.assert_close(total, paper.detach(), rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(x.grad, xs[rank].grad, rtol=1e-5, atol=1e-8)
         # threshold objectives all-reduce their counts, so their metrics are the group's; the others
         # run no collective and report this rank's
         counted = parts if loss_fn.objective.is_thresholded else [parts[rank]]
-        kept = sum(int(module.ProbabilityObjectiveLoss(name, args).per_token(p[0], p[1]).kept.sum()) for p in counted)
+        kept = sum(int(module.ObjectiveLoss(name, args).per_token(p[0], p[1]).kept.sum()) for p in counted)
         labelled = sum(int((p[1] != -100).sum()) for p in counted)
         if int(loss_fn.last_metrics["kept_tokens"]) != kept or int(loss_fn.last_metrics["label_tokens"]) != labelled:
             raise AssertionError(f"{name}: metrics {loss_fn.last_metrics}, expected {kept} kept of {labelled}")
