@@ -7,7 +7,6 @@ and writes the largest differences it saw to OUT/<check>-rank<r>.json.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_modul
 
 from nemo_beyond_nll.automodel import AutoModelObjectiveLoss
 from nemo_beyond_nll.core import module
+from worker_start import start_worker  # tests/support, on the path through tests/conftest.py
 
 B, S, V, H = 2, 5, 38, 12
 OBJECTIVES = [
@@ -26,11 +26,6 @@ OBJECTIVES = [
     ("nll_threshold", {"threshold": 0.03}), ("OnlyTopP-0.03", {}),
     ("log_one_minus_p", {}), ("UnlikehoodTop-0.03", {}), ("adaptive_power", {}),
 ]
-
-
-def init(rank: int, world: int, port: int):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
 
 
 def data(seed: int, dtype=torch.float32):
@@ -75,9 +70,8 @@ def reference(name, args, logits, labels, num):
     return loss.detach(), x.grad
 
 
-def tensor_parallel(rank: int, world: int, port: int, out: str):
+def tensor_parallel(rank: int, world: int, out: str):
     """Vocab-sharded DTensor logits (leaf and a ColwiseParallel lm_head) equal the unsharded loss."""
-    init(rank, world, port)
     mesh = init_device_mesh("cpu", (world,), mesh_dim_names=("tp",))
     v_local = V // world
     worst = {"loss": 0.0, "grad": 0.0, "weight_grad": 0.0, "hidden_grad": 0.0}
@@ -138,10 +132,9 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
     dist.destroy_process_group()
 
 
-def data_parallel(rank: int, world: int, port: int, out: str):
+def data_parallel(rank: int, world: int, out: str):
     """Different tokens on each rank, AutoModel's global num_label_tokens: the ranks' losses sum to
     the paper's mean over the kept tokens of all ranks, and each rank's gradient is that mean's."""
-    init(rank, world, port)
     worst = {"loss": 0.0, "grad": 0.0}
     for i, (name, args) in enumerate(OBJECTIVES):
         if name == "adaptive_power":
@@ -178,4 +171,6 @@ CHECKS = {"tensor_parallel": tensor_parallel, "data_parallel": data_parallel}
 
 
 def run(rank: int, check: str, world: int, port: int, out: str):
-    CHECKS[check](rank, world, port, out)
+    chosen = CHECKS[check]  # an unknown check fails before any rank waits for the others
+    start_worker(rank, world, port)
+    chosen(rank, world, out)
