@@ -2,17 +2,17 @@
 
 from .core.functional import linear_objective_loss, objective_loss
 from .core.linear import vocab_parallel_linear_objective
-from .core.module import LinearProbabilityObjectiveLoss, ProbabilityObjectiveLoss
+from .core.module import LinearObjectiveLoss, ObjectiveLoss
 from .core.objectives import FAMILIES, REFERENCE_NAMES, Objective, get_objective
 from .core.vocab_parallel import ObjectiveOutput, vocab_parallel_objective
 
 __all__ = [
     "FAMILIES",
     "REFERENCE_NAMES",
-    "LinearProbabilityObjectiveLoss",
+    "LinearObjectiveLoss",
     "Objective",
+    "ObjectiveLoss",
     "ObjectiveOutput",
-    "ProbabilityObjectiveLoss",
     "get_objective",
     "linear_objective_loss",
     "objective_loss",

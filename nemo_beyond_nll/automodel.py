@@ -1,16 +1,17 @@
-"""The objectives as a NeMo AutoModel loss: ``loss_fn: {_target_: nemo_beyond_nll.automodel.ProbabilityObjectiveLoss}``.
+"""The objectives as a NeMo AutoModel loss:
+``loss_fn: {_target_: nemo_beyond_nll.automodel.AutoModelObjectiveLoss}``.
 
-The objective is chosen with ``objective`` and ``objective_args`` (the project's ``model.loss`` and
-``model.loss_args`` elsewhere): AutoModel builds a YAML ``loss_fn`` node through
-``build_loss_config(loss, **kwargs)``, whose first parameter is named ``loss``, so a keyword of that
-name cannot reach the loss's constructor.
+The objective is chosen with ``objective`` and ``objective_args``, as on every loss class of the
+package (the recipe keys ``model.loss`` and ``model.loss_args`` elsewhere): AutoModel builds a YAML
+``loss_fn`` node through ``build_loss_config(loss, **kwargs)``, whose first parameter is named
+``loss``, so a keyword of that name could not reach the loss's constructor.
 
 NeMo AutoModel's fine-tuning recipes build ``loss_fn`` from YAML and call it as
 ``loss_fn(logits, labels, mask=None, num_label_tokens=None, loss_weights=None)`` once per
 micro-batch, with ``num_label_tokens`` the step's supervised-token count summed over every
 micro-batch and every data-parallel rank; each micro-batch's loss is its summed token loss divided
 by that count, and the recipe sums the micro-batches (AutoModel's ``MaskedCrossEntropy`` contract).
-:class:`ProbabilityObjectiveLoss` keeps that contract for every objective of :mod:`.core.objectives`;
+:class:`AutoModelObjectiveLoss` keeps that contract for every objective of :mod:`.core.objectives`;
 with ``objective="nll"`` it gives ``MaskedCrossEntropy``'s values and gradients.
 
 Threshold objectives (``neg_p_threshold``, ``nll_threshold``, the reference ``OnlyTopP-q``, ...)
@@ -45,10 +46,10 @@ with ``full_tensor()``, as ``MaskedCrossEntropy`` does.
 Metrics: the recipe keeps only the scalar, so each call stores ``last_metrics`` (detached tensors,
 no host sync): ``kept_fraction`` (K/N), ``mean_prob`` (mean target probability over supervised
 tokens), ``kept_tokens`` and ``label_tokens``, over ``kept_count_group`` when the counts were
-all-reduced, else this rank's; for ``adaptive_power`` also ``power``, the call's m (this rank's tokens). :meth:`ProbabilityObjectiveLoss.loss_and_metrics` returns them
-instead.
+all-reduced, else this rank's; for ``adaptive_power`` also ``power``, the call's m (this rank's
+tokens). :meth:`AutoModelObjectiveLoss.loss_and_metrics` returns them instead.
 
-The fused output layer, ``LinearProbabilityObjectiveLoss``, takes AutoModel's
+The fused output layer, ``AutoModelLinearObjectiveLoss``, takes AutoModel's
 ``FusedLinearCrossEntropy`` call (hidden states, labels, LM-head weight) and runs the project's fused
 linear path: no logits tensor. AutoModel's recipe picks the hidden-states route by
 ``isinstance(loss_fn, LinearCrossEntropy)``, so that class subclasses AutoModel's
@@ -97,7 +98,7 @@ def is_dtensor(x) -> bool:
     return type(x).__name__ == "DTensor" and hasattr(x, "to_local")
 
 
-class ProbabilityObjectiveLoss(torch.nn.Module):
+class AutoModelObjectiveLoss(torch.nn.Module):
     """A probability objective with AutoModel's ``MaskedCrossEntropy`` call and reduction.
 
     Args:
@@ -255,17 +256,17 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
         return loss
 
 
-class LinearObjectiveLoss(ProbabilityObjectiveLoss):
+class AutoModelLinearObjectiveLossBase(AutoModelObjectiveLoss):
     """The output layer fused with the objective, with AutoModel's ``FusedLinearCrossEntropy`` call:
     ``forward(hidden_states, labels, lm_weight, num_label_tokens=None, grad_reduce_group=None,
-    loss_weights=None)`` equals ``ProbabilityObjectiveLoss()(hidden_states @ lm_weight.T, labels, ...)``
+    loss_weights=None)`` equals ``AutoModelObjectiveLoss()(hidden_states @ lm_weight.T, labels, ...)``
     without a logits tensor (the project's fused linear path, in vocabulary blocks of ``chunk_vocab``).
 
     ``lm_weight`` is the whole ``[V, H]`` head: a DTensor (FSDP) is gathered by AutoModel's
     ``LinearCrossEntropy.materialize_lm_weight`` with its gradient contract, as for
     ``FusedLinearCrossEntropy``; tensor-parallel heads are refused there, as for AutoModel's own.
     ``grad_reduce_group`` (the recipe's data x context parallel group) is also where a threshold
-    objective's kept count is summed. Use ``LinearProbabilityObjectiveLoss`` (this class with
+    objective's kept count is summed. Use ``AutoModelLinearObjectiveLoss`` (this class with
     AutoModel's ``LinearCrossEntropy`` base, so that the recipe routes hidden states to it).
     """
 
@@ -296,7 +297,7 @@ class LinearObjectiveLoss(ProbabilityObjectiveLoss):
             materialize = getattr(self, "materialize_lm_weight", None)
             if materialize is None:
                 raise TypeError("a DTensor lm_weight needs nemo_automodel's LinearCrossEntropy: "
-                                "use LinearProbabilityObjectiveLoss with nemo_automodel installed")
+                                "use AutoModelLinearObjectiveLoss with nemo_automodel installed")
             lm_weight = materialize(lm_weight, grad_reduce_group=grad_reduce_group)
         if is_dtensor(hidden_states):
             hidden_states = hidden_states.full_tensor()
@@ -312,13 +313,14 @@ class LinearObjectiveLoss(ProbabilityObjectiveLoss):
 
 
 def linear_loss_class() -> type:
-    """``LinearObjectiveLoss`` with AutoModel's ``LinearCrossEntropy`` as a second base (imports nemo_automodel)."""
+    """``AutoModelLinearObjectiveLossBase`` with AutoModel's ``LinearCrossEntropy`` as a second base
+    (imports nemo_automodel)."""
     from nemo_automodel.components.loss.linear_ce_base import LinearCrossEntropy
 
-    return type("LinearProbabilityObjectiveLoss", (LinearObjectiveLoss, LinearCrossEntropy), {
+    return type("AutoModelLinearObjectiveLoss", (AutoModelLinearObjectiveLossBase, LinearCrossEntropy), {
         "__module__": __name__,
-        "__qualname__": "LinearProbabilityObjectiveLoss",
-        "__doc__": LinearObjectiveLoss.__doc__,
+        "__qualname__": "AutoModelLinearObjectiveLoss",
+        "__doc__": AutoModelLinearObjectiveLossBase.__doc__,
     })
 
 
@@ -327,12 +329,12 @@ _LAZY = {}
 
 def __getattr__(name):
     # Built on first access, so that importing this module never imports nemo_automodel.
-    if name == "LinearProbabilityObjectiveLoss":
+    if name == "AutoModelLinearObjectiveLoss":
         if name not in _LAZY:
             _LAZY[name] = linear_loss_class()
         return _LAZY[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# LinearProbabilityObjectiveLoss is left out so that `import *` does not import nemo_automodel.
-__all__ = ["LinearObjectiveLoss", "ProbabilityObjectiveLoss", "vocab_shard_group"]
+# AutoModelLinearObjectiveLoss is left out so that `import *` does not import nemo_automodel.
+__all__ = ["AutoModelLinearObjectiveLossBase", "AutoModelObjectiveLoss", "vocab_shard_group"]

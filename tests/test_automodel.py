@@ -7,15 +7,15 @@ import sys
 import pytest
 import torch
 
-from nemo_beyond_nll.automodel import ProbabilityObjectiveLoss
+from nemo_beyond_nll.automodel import AutoModelObjectiveLoss
 from nemo_beyond_nll.core import module
 
 
 def test_import_does_not_import_nemo_automodel():
     code = ("import sys; sys.modules['nemo_automodel'] = None\n"
             "import nemo_beyond_nll.automodel as am\n"
-            "am.ProbabilityObjectiveLoss('OnlyTopP-0.1')\n"
-            "try:\n    am.LinearProbabilityObjectiveLoss\nexcept ImportError:\n    print('fused needs nemo_automodel')\n")
+            "am.AutoModelObjectiveLoss('OnlyTopP-0.1')\n"
+            "try:\n    am.AutoModelLinearObjectiveLoss\nexcept ImportError:\n    print('fused needs nemo_automodel')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "fused needs nemo_automodel"
 
@@ -28,9 +28,9 @@ def test_one_micro_batch_with_the_global_count_is_the_papers_kept_mean(name, arg
     labels = torch.randint(0, 19, (2, 6))
     labels[0, :2] = -100
     x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    loss_fn = ProbabilityObjectiveLoss(name, args)
+    loss_fn = AutoModelObjectiveLoss(name, args)
     loss = loss_fn(x, labels, num_label_tokens=int((labels != -100).sum()))
-    expected = module.ProbabilityObjectiveLoss(name, args)(y, labels)
+    expected = module.ObjectiveLoss(name, args)(y, labels)
     loss.backward()
     expected.backward()
     torch.testing.assert_close(loss, expected)
@@ -48,11 +48,11 @@ def test_adaptive_power_reports_the_m_of_the_supervised_tokens():
     mask = torch.ones(2, 6, dtype=torch.long)
     mask[1, 3:] = 0
     logits[1, 3:].scatter_add_(-1, labels[1, 3:, None], torch.full((3, 1), 10.0))  # masked out, p near 1
-    loss_fn = ProbabilityObjectiveLoss("adaptive_power")
+    loss_fn = AutoModelObjectiveLoss("adaptive_power")
     loss_fn(logits, labels, mask=mask)
     supervised = (labels != -100) & (mask == 1)
     prob = torch.softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
     torch.testing.assert_close(loss_fn.last_metrics["power"], prob[supervised].mean(), rtol=1e-5, atol=0)
     torch.testing.assert_close(loss_fn.last_metrics["power"], loss_fn.last_metrics["mean_prob"], rtol=1e-6, atol=0)
     assert prob[labels != -100].mean() > 2 * prob[supervised].mean()  # the masked-out tokens would move m
-    assert "power" not in ProbabilityObjectiveLoss("neg_p").loss_and_metrics(logits, labels)[1]
+    assert "power" not in AutoModelObjectiveLoss("neg_p").loss_and_metrics(logits, labels)[1]

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 from nemo.core.classes import Loss
 
 from nemo_beyond_nll import get_objective
-from nemo_beyond_nll.nemo import ProbabilityObjectiveLoss
+from nemo_beyond_nll.nemo import NeMoObjectiveLoss
 
 from .reference import reference_objective
 
@@ -20,7 +20,7 @@ def batch(seed=0):
 
 
 def test_is_a_nemo_loss_with_neural_types():
-    loss = ProbabilityObjectiveLoss("neg_p")
+    loss = NeMoObjectiveLoss("neg_p")
     assert isinstance(loss, Loss)
     assert set(loss.input_types) == {"logits", "labels", "loss_mask"}
     assert loss.input_types["loss_mask"].optional
@@ -31,7 +31,7 @@ def test_is_a_nemo_loss_with_neural_types():
                                   "adaptive_power"])
 def test_reduces_over_kept_and_masked_tokens(name):
     logits, labels, mask = batch()
-    loss_fn = ProbabilityObjectiveLoss(name)
+    loss_fn = NeMoObjectiveLoss(name)
     x = logits.clone().requires_grad_()
     value = loss_fn(logits=x, labels=labels, loss_mask=mask)
     assert value.dim() == 0
@@ -49,14 +49,14 @@ def test_reduces_over_kept_and_masked_tokens(name):
 
 def test_without_mask_and_all_ignored():
     logits, labels, _ = batch()
-    loss_fn = ProbabilityObjectiveLoss("neg_p")
+    loss_fn = NeMoObjectiveLoss("neg_p")
     ref_loss, _, ref_kept = reference_objective(logits, labels, get_objective("neg_p"))
     torch.testing.assert_close(loss_fn(logits=logits, labels=labels), ref_loss.sum() / ref_kept.sum())
     assert loss_fn(logits=logits, labels=torch.full_like(labels, -100)).item() == 0.0
 
 
 def test_typecheck_rejects_wrong_rank():
-    loss_fn = ProbabilityObjectiveLoss("nll")
+    loss_fn = NeMoObjectiveLoss("nll")
     with pytest.raises(TypeError):
         loss_fn(logits=torch.randn(4, 16), labels=torch.zeros(4, dtype=torch.long))
 
@@ -64,16 +64,20 @@ def test_typecheck_rejects_wrong_rank():
 def test_builds_from_yaml_and_loss_nodes(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("model:\n  loss: neg_p_threshold\n  loss_args:\n    threshold: 0.2\n    keep: below\n")
-    loss_fn = ProbabilityObjectiveLoss.from_config_dict(OmegaConf.load(path))
+    loss_fn = NeMoObjectiveLoss.from_config_dict(OmegaConf.load(path))
     assert loss_fn.objective == get_objective("OnlyBottomP-0.2")
-    node = ProbabilityObjectiveLoss.from_config_dict({"loss": "GeneralFamily-3", "ignore_index": 0})
+    node = NeMoObjectiveLoss.from_config_dict({"objective": "GeneralFamily-3", "ignore_index": 0})
     assert node.objective == get_objective("neg_p_power", alpha=3) and node.ignore_index == 0
-    again = ProbabilityObjectiveLoss.from_config_dict(node.to_config_dict())
+    assert set(node.to_config_dict()) == {"objective", "objective_args", "ignore_index"}
+    again = NeMoObjectiveLoss.from_config_dict(node.to_config_dict())
     assert again.objective == node.objective and again.ignore_index == 0
 
 
 def test_bad_config_is_a_value_error():
     with pytest.raises(ValueError, match="unknown objective"):
-        ProbabilityObjectiveLoss.from_config_dict({"model": {"loss": "focal"}})
+        NeMoObjectiveLoss.from_config_dict({"model": {"loss": "focal"}})
     with pytest.raises(ValueError, match="threshold"):
-        ProbabilityObjectiveLoss("neg_p_threshold", {"threshold": 3})
+        NeMoObjectiveLoss("neg_p_threshold", {"threshold": 3})
+    # a node key the constructor does not take would otherwise silently mean nll
+    with pytest.raises(ValueError, match=r"loss node keys \['loss'\] are not among"):
+        NeMoObjectiveLoss.from_config_dict({"loss": "neg_p"})

@@ -1,5 +1,9 @@
-"""The README's plain-PyTorch example runs verbatim, without nemo."""
+"""The README's plain-PyTorch example runs verbatim, without nemo; its loss-class table names real
+constructors; its figures are the regenerated ones."""
 
+import importlib
+import importlib.util
+import inspect
 import re
 import subprocess
 import sys
@@ -22,6 +26,37 @@ def test_plain_pytorch_example_runs_without_nemo():
     proc = subprocess.run([sys.executable, "-c", NO_NEMO + blocks[0]], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"loss \d\.\d{4}, kept \d+ of 12 tokens", proc.stdout), proc.stdout
+
+
+LOSS_TABLE = "<!-- tests/test_readme.py checks each row"
+
+
+def loss_class_rows():
+    """(class, module, argument names) of each row of the README's loss-class table."""
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index(LOSS_TABLE):].split("\n\n")[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[3:]]
+    return [(name.strip("`"), path.strip("`"), [a.strip(" `") for a in args.split(",")])
+            for name, path, _framework, args in rows]
+
+
+def constructor_of(name: str, path: str):
+    module = importlib.import_module(path)
+    if name == "AutoModelLinearObjectiveLoss" and importlib.util.find_spec("nemo_automodel") is None:
+        # built on first access with nemo_automodel's LinearCrossEntropy as second base; its
+        # constructor is the base's, which imports without it
+        return module.AutoModelLinearObjectiveLossBase.__init__
+    return getattr(module, name).__init__
+
+
+def test_loss_class_table_matches_the_constructors():
+    rows = loss_class_rows()
+    assert [name for name, _, _ in rows] == ["ObjectiveLoss", "LinearObjectiveLoss", "NeMoObjectiveLoss",
+                                             "AutoModelObjectiveLoss", "AutoModelLinearObjectiveLoss"]
+    for name, path, args in rows:
+        params = list(inspect.signature(constructor_of(name, path)).parameters)[1:]
+        assert params == args, (name, params)
+        assert params[:2] == ["objective", "objective_args"], name
 
 
 DOCS = README.parent / "docs"

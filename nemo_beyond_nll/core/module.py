@@ -1,8 +1,10 @@
-"""The loss as plain ``torch.nn.Module``s: over logits, and fused with the output layer.
+"""The loss as plain ``torch.nn.Module``s: ``ObjectiveLoss`` over logits, ``LinearObjectiveLoss`` fused
+with the output layer.
 
 Both return the mean over kept tokens from ``forward``; ``per_token`` gives the per-token loss,
 probability and kept mask (for metrics) as a return value. The NeMo loss
 (:mod:`nemo_beyond_nll.nemo`) is a thin subclass that adds NeMo's neural types and config building.
+Every loss class of the package takes the objective as ``objective`` and ``objective_args``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from .objectives import get_objective
 from .vocab_parallel import ObjectiveOutput, vocab_parallel_objective
 
 
-class ProbabilityObjectiveLoss(torch.nn.Module):
+class ObjectiveLoss(torch.nn.Module):
     """Mean of a probability objective over kept tokens (not ignored, not masked, inside the threshold).
 
     Args:
-        loss: objective name (canonical or the paper's reference name), default ``nll``.
-        loss_args: that objective's arguments, e.g. ``{"threshold": 0.1}``.
+        objective: objective name (canonical or the paper's reference name), default ``nll``.
+        objective_args: that objective's arguments, e.g. ``{"threshold": 0.1}``.
         ignore_index: label id with no loss.
         tp_group: tensor-parallel group when the logits are this rank's vocabulary slice.
         backend: "torch" or "triton" for the two passes; default chosen by the logits' device.
@@ -32,11 +34,11 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
     """
 
     def __init__(
-        self, loss: str = "nll", loss_args: Optional[dict] = None, ignore_index: int = -100, tp_group=None,
+        self, objective: str = "nll", objective_args: Optional[dict] = None, ignore_index: int = -100, tp_group=None,
         backend: Optional[str] = None, check_finite: bool = False,
     ):
         super().__init__()
-        self.objective = get_objective(loss, **dict(loss_args or {}))
+        self.objective = get_objective(objective, **dict(objective_args or {}))
         self.ignore_index = ignore_index
         self.tp_group = tp_group
         self.backend = backend
@@ -56,17 +58,17 @@ class ProbabilityObjectiveLoss(torch.nn.Module):
         return str(self.objective)
 
 
-class LinearProbabilityObjectiveLoss(ProbabilityObjectiveLoss):
+class LinearObjectiveLoss(ObjectiveLoss):
     """The output layer and the objective fused: ``forward(hidden, weight, labels)`` equals
-    ``ProbabilityObjectiveLoss()(hidden @ weight.T, labels)`` without a logits tensor.
+    ``ObjectiveLoss()(hidden @ weight.T, labels)`` without a logits tensor.
 
     ``weight`` is ``[V or V/tp, H]`` (this rank's rows); ``chunk_vocab`` bounds the logits that
     exist at once (see :func:`~.linear.vocab_parallel_linear_objective`).
     """
 
-    def __init__(self, loss: str = "nll", loss_args: Optional[dict] = None, ignore_index: int = -100,
+    def __init__(self, objective: str = "nll", objective_args: Optional[dict] = None, ignore_index: int = -100,
                  tp_group=None, backend: Optional[str] = None, chunk_vocab: Optional[int] = None):
-        super().__init__(loss, loss_args, ignore_index, tp_group, backend)
+        super().__init__(objective, objective_args, ignore_index, tp_group, backend)
         self.chunk_vocab = chunk_vocab
 
     def per_token(self, hidden: Tensor, weight: Tensor, labels: Tensor, loss_mask: Optional[Tensor] = None) -> ObjectiveOutput:

@@ -11,7 +11,7 @@ from nemo_automodel.components.loss.linear_ce_base import LinearCrossEntropy
 from nemo_automodel.components.loss.masked_ce import MaskedCrossEntropy
 from nemo_automodel.components.loss.utils import calculate_loss
 
-from nemo_beyond_nll.automodel import LinearProbabilityObjectiveLoss, ProbabilityObjectiveLoss
+from nemo_beyond_nll.automodel import AutoModelLinearObjectiveLoss, AutoModelObjectiveLoss
 from nemo_beyond_nll.core import module
 from nemo_beyond_nll.core.objectives import FAMILIES
 from nemo_beyond_nll.core.vocab_parallel import vocab_parallel_objective
@@ -73,7 +73,7 @@ def test_nll_equals_masked_cross_entropy(case):
         kwargs["num_label_tokens"] = case["num"]
     if case["weights"]:
         kwargs["loss_weights"] = weights
-    ours = ProbabilityObjectiveLoss("nll", ignore_index=case["ignore_index"], reduction=case["reduction"])
+    ours = AutoModelObjectiveLoss("nll", ignore_index=case["ignore_index"], reduction=case["reduction"])
     theirs = MaskedCrossEntropy(ignore_index=case["ignore_index"], reduction=case["reduction"])
     value, grad = grad_of(ours, logits, labels.clone(), **cloned(kwargs))
     ref_value, ref_grad = grad_of(theirs, logits, labels.clone(), **cloned(kwargs))
@@ -91,14 +91,14 @@ def test_nll_matches_through_automodels_calculate_loss():
         extra = {} if loss_weights is None else {"loss_weights": loss_weights}
         got = [grad_of(lambda x, **kw: calculate_loss(fn, logits=x, labels=labels.clone(), num_label_tokens=11,
                                                       **extra), logits)
-               for fn in (ProbabilityObjectiveLoss(), MaskedCrossEntropy())]
+               for fn in (AutoModelObjectiveLoss(), MaskedCrossEntropy())]
         torch.testing.assert_close(got[0][0], got[1][0], rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(got[0][1], got[1][1], rtol=1e-5, atol=1e-8)
 
 
 def test_reduction_none_is_per_token_like_masked_cross_entropy():
     logits, labels, mask, _ = batch(torch.float32)
-    ours, _ = grad_of(ProbabilityObjectiveLoss(reduction="none"), logits, labels.clone(), mask=mask)
+    ours, _ = grad_of(AutoModelObjectiveLoss(reduction="none"), logits, labels.clone(), mask=mask)
     theirs, _ = grad_of(MaskedCrossEntropy(reduction="none"), logits, labels.clone(), mask=mask.clone())
     assert ours.shape == theirs.shape == (B * S,)
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
@@ -125,11 +125,11 @@ def test_every_objective_equals_the_core(name, args, dtype):
 
     # sum over the step's supervised tokens with AutoModel's global count, one micro-batch: the
     # paper's mean over kept tokens, as the core's nn.Module computes it
-    paper = module.ProbabilityObjectiveLoss(name, args)
+    paper = module.ObjectiveLoss(name, args)
     y = logits.clone().requires_grad_()
     expected = paper(y, labels.masked_fill(mask == 0, -100))
     expected.backward()
-    ours = ProbabilityObjectiveLoss(name, args)
+    ours = AutoModelObjectiveLoss(name, args)
     value, grad = grad_of(ours, logits, labels, mask=mask, num_label_tokens=n_valid)
     torch.testing.assert_close(value, expected.detach(), **tol)
     torch.testing.assert_close(grad.float(), y.grad.float(), **tol)
@@ -139,7 +139,7 @@ def test_every_objective_equals_the_core(name, args, dtype):
     value, grad = grad_of(ours, logits, labels, mask=mask, loss_weights=weights)
     torch.testing.assert_close(value, (out.loss * weights).sum().detach(), **tol)
     torch.testing.assert_close(grad.float(), x.grad.float(), **tol)
-    value, _ = grad_of(ProbabilityObjectiveLoss(name, args, reduction="mean"), logits, labels, mask=mask)
+    value, _ = grad_of(AutoModelObjectiveLoss(name, args, reduction="mean"), logits, labels, mask=mask)
     torch.testing.assert_close(value, out.loss.sum().detach() / n_kept, **tol)
 
     # metrics of the call
@@ -153,13 +153,13 @@ def test_every_objective_equals_the_core(name, args, dtype):
 def test_threshold_rule_under_gradient_accumulation(name):
     """Two micro-batches, global count over both: each returns its kept mean times its label share."""
     args = {"threshold": 0.03}
-    loss_fn = ProbabilityObjectiveLoss(name, args)
+    loss_fn = AutoModelObjectiveLoss(name, args)
     parts = [batch(torch.float32, seed=s) for s in (4, 5)]
     counts = [int((labels != -100).sum()) for _, labels, _, _ in parts]
     total = 0.0
     for (logits, labels, _, _), n in zip(parts, counts):
         value, _ = grad_of(loss_fn, logits, labels, num_label_tokens=sum(counts))
-        kept_mean = module.ProbabilityObjectiveLoss(name, args)(logits, labels)
+        kept_mean = module.ObjectiveLoss(name, args)(logits, labels)
         torch.testing.assert_close(value, kept_mean * n / sum(counts), rtol=1e-6, atol=1e-7)
         total += value
     assert torch.isfinite(total)
@@ -167,34 +167,34 @@ def test_threshold_rule_under_gradient_accumulation(name):
 
 def test_nothing_kept_gives_zero_and_zero_gradient():
     logits, labels, _, _ = batch(torch.float32)
-    loss_fn = ProbabilityObjectiveLoss("neg_p_threshold", {"threshold": 1.0})
+    loss_fn = AutoModelObjectiveLoss("neg_p_threshold", {"threshold": 1.0})
     value, grad = grad_of(loss_fn, logits, labels, num_label_tokens=10)
     assert value.item() == 0.0 and grad.abs().max().item() == 0.0
     assert loss_fn.last_metrics["kept_fraction"].item() == 0.0
-    value, grad = grad_of(ProbabilityObjectiveLoss(), logits, labels, num_label_tokens=0)
+    value, grad = grad_of(AutoModelObjectiveLoss(), logits, labels, num_label_tokens=0)
     assert value.item() == 0.0 and grad.abs().max().item() == 0.0
 
 
 def test_arguments_automodel_refuses_are_refused_alike():
     logits, labels, _, weights = batch(torch.float32)
-    for ours, theirs in ((ProbabilityObjectiveLoss(reduction="mean"), MaskedCrossEntropy(reduction="mean")),):
+    for ours, theirs in ((AutoModelObjectiveLoss(reduction="mean"), MaskedCrossEntropy(reduction="mean")),):
         for kwargs in ({"loss_weights": weights}, {"num_label_tokens": 3}):
             with pytest.raises(ValueError):
                 theirs(logits, labels.clone(), **kwargs)
             with pytest.raises(ValueError):
                 ours(logits, labels.clone(), **kwargs)
     with pytest.raises(ValueError, match="loss_weights.shape"):
-        ProbabilityObjectiveLoss()(logits, labels, loss_weights=weights[:, :3])
+        AutoModelObjectiveLoss()(logits, labels, loss_weights=weights[:, :3])
     with pytest.raises(ValueError, match="reduction"):
-        ProbabilityObjectiveLoss(reduction="avg")
+        AutoModelObjectiveLoss(reduction="avg")
     with pytest.raises(ValueError, match="unknown objective"):
-        ProbabilityObjectiveLoss("neg_q")
+        AutoModelObjectiveLoss("neg_q")
 
 
 def test_labels_are_not_written_to():
     logits, labels, mask, _ = batch(torch.float32)
     before = labels.clone()
-    ProbabilityObjectiveLoss(ignore_index=5)(logits, labels, mask=mask)
+    AutoModelObjectiveLoss(ignore_index=5)(logits, labels, mask=mask)
     assert torch.equal(labels, before)
 
 
@@ -225,15 +225,15 @@ def unfused_grads(loss_fn, hidden, weight, labels, **kwargs):
 
 
 def test_fused_class_takes_automodels_linear_route():
-    assert issubclass(LinearProbabilityObjectiveLoss, LinearCrossEntropy)
-    assert not isinstance(ProbabilityObjectiveLoss(), LinearCrossEntropy)
+    assert issubclass(AutoModelLinearObjectiveLoss, LinearCrossEntropy)
+    assert not isinstance(AutoModelObjectiveLoss(), LinearCrossEntropy)
 
 
 @pytest.mark.parametrize("weights", [False, True])
 def test_fused_nll_equals_masked_cross_entropy_on_the_logits(weights):
     hidden, weight, labels, w = linear_batch()
     extra = {"num_label_tokens": 13, **({"loss_weights": w} if weights else {})}
-    got = fused_grads(LinearProbabilityObjectiveLoss(chunk_vocab=8), hidden, weight, labels, **extra)
+    got = fused_grads(AutoModelLinearObjectiveLoss(chunk_vocab=8), hidden, weight, labels, **extra)
     ref = unfused_grads(MaskedCrossEntropy(), hidden, weight, labels, **extra)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
@@ -243,8 +243,8 @@ def test_fused_nll_equals_masked_cross_entropy_on_the_logits(weights):
 def test_fused_equals_unfused_for_every_objective(name, args):
     args = {**THRESHOLD.get(name, {}), **args}
     hidden, weight, labels, w = linear_batch(seed=6)
-    fused = LinearProbabilityObjectiveLoss(name, args, chunk_vocab=10)
-    plain = ProbabilityObjectiveLoss(name, args)
+    fused = AutoModelLinearObjectiveLoss(name, args, chunk_vocab=10)
+    plain = AutoModelObjectiveLoss(name, args)
     got = fused_grads(fused, hidden, weight, labels, num_label_tokens=17, loss_weights=w)
     ref = unfused_grads(plain, hidden, weight, labels, num_label_tokens=17, loss_weights=w)
     for a, b in zip(got, ref):

@@ -12,7 +12,7 @@ import yaml
 from nemo_automodel.components.config.loader import load_yaml_config
 from nemo_automodel.recipes._typed_config import RecipeConfig
 
-from nemo_beyond_nll.automodel import ProbabilityObjectiveLoss
+from nemo_beyond_nll.automodel import AutoModelObjectiveLoss
 from nemo_beyond_nll.core.objectives import get_objective
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def test_both_backbones_are_shipped():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_builds_our_loss_with_the_papers_settings(path):
     cfg, loss_fn = build_loss(path)
-    assert type(loss_fn) is ProbabilityObjectiveLoss
+    assert type(loss_fn) is AutoModelObjectiveLoss
     assert loss_fn.objective == get_objective("neg_p")  # the paper's best for math on Qwen2.5-Math
     assert loss_fn.reduction == "sum" and loss_fn.ignore_index == -100
 

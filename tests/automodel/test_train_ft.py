@@ -12,8 +12,8 @@ import pytest
 from tests.automodel import tiny
 
 MASKED_CE = {"_target_": "nemo_automodel.components.loss.masked_ce.MaskedCrossEntropy"}
-OURS = "nemo_beyond_nll.automodel.ProbabilityObjectiveLoss"
-FUSED = "nemo_beyond_nll.automodel.LinearProbabilityObjectiveLoss"
+OURS = "nemo_beyond_nll.automodel.AutoModelObjectiveLoss"
+FUSED = "nemo_beyond_nll.automodel.AutoModelLinearObjectiveLoss"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_nll_trains_as_masked_cross_entropy(backbone, masked_ce_run):
     model, data, root = backbone
     runs = tiny.run_train_ft(tiny.recipe(model, data, root / "nll", {"_target_": OURS, "objective": "nll"}), root / "nll")
     assert_same_run(runs, masked_ce_run)
-    assert {r["loss_fn_class"] for r in runs} == {"ProbabilityObjectiveLoss"}
+    assert {r["loss_fn_class"] for r in runs} == {"AutoModelObjectiveLoss"}
     assert masked_ce_run[-1]["loss"] < masked_ce_run[0]["loss"]
     assert all(r["loss_fn"]["kept_fraction"] == 1.0 for r in runs)
 
@@ -52,7 +52,7 @@ def test_fused_nll_trains_as_masked_cross_entropy(backbone, masked_ce_run):
                              root / "fused")
     assert_same_run(runs, masked_ce_run)
     # not downgraded to MaskedCrossEntropy by the recipe: the fused class ran and counted the tokens
-    assert {r["loss_fn_class"] for r in runs} == {"LinearProbabilityObjectiveLoss"}
+    assert {r["loss_fn_class"] for r in runs} == {"AutoModelLinearObjectiveLoss"}
     assert [r["loss_fn"]["label_tokens"] for r in runs] == [r["num_label_tokens"] // 2 for r in runs]
 
 

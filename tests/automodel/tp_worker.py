@@ -7,7 +7,6 @@ and writes the largest differences it saw to OUT/<check>-rank<r>.json.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -16,8 +15,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_module
 
-from nemo_beyond_nll.automodel import ProbabilityObjectiveLoss
+from nemo_beyond_nll.automodel import AutoModelObjectiveLoss
 from nemo_beyond_nll.core import module
+from worker_start import start_worker  # tests/support, on the path through tests/conftest.py
 
 B, S, V, H = 2, 5, 38, 12
 OBJECTIVES = [
@@ -26,11 +26,6 @@ OBJECTIVES = [
     ("nll_threshold", {"threshold": 0.03}), ("OnlyTopP-0.03", {}),
     ("log_one_minus_p", {}), ("UnlikehoodTop-0.03", {}), ("adaptive_power", {}),
 ]
-
-
-def init(rank: int, world: int, port: int):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
 
 
 def data(seed: int, dtype=torch.float32):
@@ -70,14 +65,13 @@ class NoGather:
 def reference(name, args, logits, labels, num):
     """The unsharded loss and gradient (TP=1, no collective)."""
     x = logits.clone().requires_grad_()
-    loss = ProbabilityObjectiveLoss(name, args, kept_count_group="local")(x, labels, num_label_tokens=num)
+    loss = AutoModelObjectiveLoss(name, args, kept_count_group="local")(x, labels, num_label_tokens=num)
     loss.backward()
     return loss.detach(), x.grad
 
 
-def tensor_parallel(rank: int, world: int, port: int, out: str):
+def tensor_parallel(rank: int, world: int, out: str):
     """Vocab-sharded DTensor logits (leaf and a ColwiseParallel lm_head) equal the unsharded loss."""
-    init(rank, world, port)
     mesh = init_device_mesh("cpu", (world,), mesh_dim_names=("tp",))
     v_local = V // world
     worst = {"loss": 0.0, "grad": 0.0, "weight_grad": 0.0, "hidden_grad": 0.0}
@@ -93,7 +87,7 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
             for placement, dlabels in ((Shard(2), labels), (Shard(-1), DTensor.from_local(labels, mesh, [Replicate()]))):
                 local = logits[..., rank * v_local:(rank + 1) * v_local].clone().requires_grad_()
                 sharded = DTensor.from_local(local, mesh, [placement], run_check=False)
-                loss_fn = ProbabilityObjectiveLoss(name, args)
+                loss_fn = AutoModelObjectiveLoss(name, args)
                 with NoGather():
                     loss = loss_fn(sharded, dlabels, num_label_tokens=num)
                 loss.backward()
@@ -116,14 +110,14 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
         head.weight.data.copy_(weight)
         h_ref = hidden.clone().requires_grad_()
         w_ref = weight.clone().requires_grad_()
-        ref = ProbabilityObjectiveLoss(name, args, kept_count_group="local")(h_ref @ w_ref.t(), labels, num_label_tokens=num)
+        ref = AutoModelObjectiveLoss(name, args, kept_count_group="local")(h_ref @ w_ref.t(), labels, num_label_tokens=num)
         ref.backward()
         parallelize_module(head, mesh, ColwiseParallel(output_layouts=Shard(-1), use_local_output=False))
         h = hidden.clone().requires_grad_()
         logits = head(h)
         assert isinstance(logits, DTensor) and logits.to_local().shape[-1] == v_local
         with NoGather():
-            loss = ProbabilityObjectiveLoss(name, args)(logits, labels, num_label_tokens=num)
+            loss = AutoModelObjectiveLoss(name, args)(logits, labels, num_label_tokens=num)
         loss.backward()
         same_on_every_rank(loss.detach(), f"{name} head loss")
         weight_grad = head.weight.grad.full_tensor()
@@ -138,10 +132,9 @@ def tensor_parallel(rank: int, world: int, port: int, out: str):
     dist.destroy_process_group()
 
 
-def data_parallel(rank: int, world: int, port: int, out: str):
+def data_parallel(rank: int, world: int, out: str):
     """Different tokens on each rank, AutoModel's global num_label_tokens: the ranks' losses sum to
     the paper's mean over the kept tokens of all ranks, and each rank's gradient is that mean's."""
-    init(rank, world, port)
     worst = {"loss": 0.0, "grad": 0.0}
     for i, (name, args) in enumerate(OBJECTIVES):
         if name == "adaptive_power":
@@ -150,21 +143,21 @@ def data_parallel(rank: int, world: int, port: int, out: str):
         num = sum(int((labels != -100).sum()) for _, labels in parts)
         logits, labels = parts[rank]
         x = logits.clone().requires_grad_()
-        loss_fn = ProbabilityObjectiveLoss(name, args)
+        loss_fn = AutoModelObjectiveLoss(name, args)
         loss = loss_fn(x, labels, num_label_tokens=num)
         loss.backward()
         total = loss.detach().clone()
         dist.all_reduce(total)
 
         xs = [p[0].clone().requires_grad_() for p in parts]
-        paper = module.ProbabilityObjectiveLoss(name, args)(torch.cat(xs), torch.cat([p[1] for p in parts]))
+        paper = module.ObjectiveLoss(name, args)(torch.cat(xs), torch.cat([p[1] for p in parts]))
         paper.backward()
         torch.testing.assert_close(total, paper.detach(), rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(x.grad, xs[rank].grad, rtol=1e-5, atol=1e-8)
         # threshold objectives all-reduce their counts, so their metrics are the group's; the others
         # run no collective and report this rank's
         counted = parts if loss_fn.objective.is_thresholded else [parts[rank]]
-        kept = sum(int(module.ProbabilityObjectiveLoss(name, args).per_token(p[0], p[1]).kept.sum()) for p in counted)
+        kept = sum(int(module.ObjectiveLoss(name, args).per_token(p[0], p[1]).kept.sum()) for p in counted)
         labelled = sum(int((p[1] != -100).sum()) for p in counted)
         if int(loss_fn.last_metrics["kept_tokens"]) != kept or int(loss_fn.last_metrics["label_tokens"]) != labelled:
             raise AssertionError(f"{name}: metrics {loss_fn.last_metrics}, expected {kept} kept of {labelled}")
@@ -178,4 +171,6 @@ CHECKS = {"tensor_parallel": tensor_parallel, "data_parallel": data_parallel}
 
 
 def run(rank: int, check: str, world: int, port: int, out: str):
-    CHECKS[check](rank, world, port, out)
+    chosen = CHECKS[check]  # an unknown check fails before any rank waits for the others
+    start_worker(rank, world, port)
+    chosen(rank, world, out)

@@ -4,7 +4,8 @@ tests/bridge/build_env.sh builds, with tests/bridge/support on PYTHONPATH:
     PYTHONPATH=$PWD:$PWD/tests/bridge/support $(bash tests/bridge/build_env.sh)/bin/python \
         -m pytest -q -p no:cacheprovider tests/bridge
 
-The default suite ignores this folder (pytest.ini). Elsewhere its tests are skipped.
+The default suite ignores this folder (pytest.ini). Elsewhere each test file is reported skipped,
+without being imported (tests/support/tiers.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiers import mark_tier  # tests/support, on the path through tests/conftest.py
+from tiers import mark_tier, tier_test_files  # tests/support, on the path through tests/conftest.py
 
 HERE = Path(__file__).parent
+OUTSIDE = ("Megatron-Bridge is not importable here: the Bridge tier runs in its own environment "
+           "(bash tests/bridge/run.sh)")
+pytest_pycollect_makemodule = tier_test_files("megatron.bridge", OUTSIDE)
 # <org>--<name>/config.json: the published configs (architecture only: no weights, no tokenizer) of
 # every backbone a recipe names and of every backbone Bridge's base recipe functions name themselves.
 HF_FIXTURES = HERE / "fixtures" / "hf"
@@ -28,8 +32,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    mark_tier(items, HERE, "bridge", "megatron.bridge",
-              "Megatron-Bridge is not importable: run with the tier's environment (tests/bridge/build_env.sh)")
+    mark_tier(items, HERE, "bridge", "megatron.bridge", OUTSIDE)
 
 
 def lay_out_hub_cache(cache: Path) -> Path:

@@ -7,15 +7,14 @@ import torch
 import rank_report
 import torch.distributed as dist
 from tp_checks import collectives, counting, fail
+from worker_start import start_worker
 
 from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import vocab_parallel_objective
 
 
 def main():
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    group = dist.new_group(list(range(world)))
+    rank, world, group = start_worker(tp_group=True)
     passes.all_gather_flat = counting(passes.all_gather_flat)
     dist.all_reduce = counting(dist.all_reduce)
     v_local = 8

@@ -12,6 +12,7 @@ import torch
 import rank_report
 import torch.distributed as dist
 from tp_checks import check, collectives, counting, fail, same_on_all_ranks
+from worker_start import start_worker
 
 import nemo_beyond_nll.core.linear as linear
 from nemo_beyond_nll.core import passes
@@ -23,9 +24,7 @@ TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6), torch.b
 
 
 def main():
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    group = dist.new_group(list(range(world)))
+    rank, world, group = start_worker(tp_group=True)
     passes.all_gather_flat = counting(passes.all_gather_flat, "all_gather")
     linear.dist.all_reduce = counting(dist.all_reduce, "all_reduce")
 

@@ -290,7 +290,7 @@ def test_sharded_merge_equals_whole_vocab_logsumexp(n, v_local, tp, scale, seed,
 def test_non_finite_logits_today_and_with_check_finite():
     import math
 
-    from nemo_beyond_nll import ProbabilityObjectiveLoss
+    from nemo_beyond_nll import ObjectiveLoss
 
     logits = torch.randn(2, 3, 16)
     target = torch.randint(0, 16, (2, 3))
@@ -319,4 +319,4 @@ def test_non_finite_logits_today_and_with_check_finite():
     ignored[0, 0] = -math.inf
     assert vocab_parallel_objective(ignored, torch.tensor([-100]), "nll", check_finite=True).loss.item() == 0.0
     with pytest.raises(ValueError, match="row 3"):
-        ProbabilityObjectiveLoss("nll", check_finite=True)(logits.clone(), target)
+        ObjectiveLoss("nll", check_finite=True)(logits.clone(), target)

@@ -20,6 +20,7 @@ import torch
 import rank_report
 import torch.distributed as dist
 from tp_checks import check, collectives, counting, fail, same_on_all_ranks
+from worker_start import start_worker
 
 from nemo_beyond_nll.core import passes
 from nemo_beyond_nll import get_objective, vocab_parallel_objective
@@ -65,9 +66,7 @@ def near_one_checks(rank, world, group, v_local, shard_cols):
 
 
 def main():
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    group = dist.new_group(list(range(world)))
+    rank, world, group = start_worker(tp_group=True)
     passes.all_gather_flat = counting(passes.all_gather_flat)
     dist.all_reduce = counting(dist.all_reduce)
     launches = []

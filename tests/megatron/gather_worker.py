@@ -4,13 +4,13 @@ import rank_report
 import torch
 import torch.distributed as dist
 from tp_checks import fail
+from worker_start import start_worker
 
 from nemo_beyond_nll.megatron.completions import gather_1d
 
 
 def main():
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank, world, _ = start_worker()
     mine = torch.arange(rank + 1, dtype=torch.float32) + 10 * rank  # rank r sends r + 1 values
     out = gather_1d(mine)
     expected = torch.cat([torch.arange(r + 1, dtype=torch.float32) + 10 * r for r in range(world)])

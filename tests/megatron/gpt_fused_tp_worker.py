@@ -12,11 +12,12 @@ import torch
 import rank_report
 import torch.distributed as dist
 from tp_checks import fail
+from worker_start import start_worker
 
 import nemo_beyond_nll.megatron.hook as hook
 from gpt_tp_worker import CFG, batch, close, full_grad
 from nemo_beyond_nll.megatron import install, last_output, uninstall
-from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu, shutdown_distributed
 from nemo_beyond_nll.engines.cpu.models import build_tiny_gpt
 
 OBJECTIVES = ["nll", "neg_p", "OnlyTopP-0.0078", "dft"]
@@ -65,7 +66,7 @@ def compare(got, ref, label):
 
 
 def main():
-    rank, world = init_distributed_cpu()
+    rank, world, _ = start_worker()
     hook.vocab_parallel_objective = counting(hook.vocab_parallel_objective)
     hook.vocab_parallel_linear_objective = counting(hook.vocab_parallel_linear_objective)
     for shared in (False, True):

@@ -9,11 +9,12 @@ import torch
 import rank_report
 import torch.distributed as dist
 from tp_checks import fail
+from worker_start import start_worker
 
 from nemo_beyond_nll import get_objective
 from nemo_beyond_nll.megatron import install, last_output, uninstall
 from nemo_beyond_nll.engines.cpu.generate import greedy_generate
-from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_distributed_cpu, init_megatron_cpu, shutdown_distributed
+from nemo_beyond_nll.engines.cpu.runtime import causal_mask, init_megatron_cpu, shutdown_distributed
 from nemo_beyond_nll.engines.cpu.models import TinyGPTConfig, build_tiny_gpt
 
 OBJECTIVES = ["nll", "neg_p", "neg_p_power", "OnlyTopP-0.0078", "OnlyBottomLogP-0.0078", "dft", "log_one_minus_p",
@@ -79,7 +80,7 @@ def run_mtp(model, objective):
 
 
 def main():
-    rank, world = init_distributed_cpu()
+    rank, world, _ = start_worker()
     init_megatron_cpu(tensor_parallel=1)
     reference = {}
     model = build_tiny_gpt(CFG, tensor_parallel=1)

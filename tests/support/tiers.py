@@ -1,5 +1,6 @@
-"""What both real-package tiers (tests/bridge, tests/automodel) do at collection: mark their tests,
-and skip them where the tier's package cannot be imported (the default environment)."""
+"""What the real-package tiers (tests/bridge, tests/automodel) do at collection: mark their tests,
+and, where the tier's package cannot be imported (the default environment), report each test file
+skipped without importing it, since a test file may import the tier's package at its top."""
 
 import importlib.util
 from pathlib import Path
@@ -22,3 +23,28 @@ def mark_tier(items, folder: Path, marker: str, module: str, why: str) -> None:
             item.add_marker(getattr(pytest.mark, marker))
             if skip:
                 item.add_marker(skip)
+
+
+class SkippedTierFile(pytest.File):
+    """A tier's test file outside the tier's environment: reported skipped, never imported."""
+
+    why = ""
+
+    def collect(self):
+        pytest.skip(f"{self.nodeid}: {self.why}")
+
+
+def tier_test_files(module: str, why: str):
+    """A `pytest_pycollect_makemodule` hook for a tier's conftest.py: without `module`, each test file
+    of the folder is reported skipped, saying `why` (name the tier's run.sh there); with it, pytest
+    collects the files as usual."""
+    available = importable(module)
+
+    def pytest_pycollect_makemodule(module_path, parent):
+        if available:
+            return None
+        skipped = SkippedTierFile.from_parent(parent, path=module_path)
+        skipped.why = why
+        return skipped
+
+    return pytest_pycollect_makemodule
