@@ -151,6 +151,9 @@ class ObjectiveLoss:
 
     def finish(self, out, valid: Tensor, num_items_in_batch) -> Tensor:
         """The reduced loss of one call, with its metrics added to the running sums."""
+        # AutoModel's rule (module docstring): sum / num_items_in_batch, and for threshold objectives
+        # each micro-batch's kept mean weighted by its supervised share, since the step's kept count is
+        # unknown when the Trainer runs this micro-batch's backward.
         loss, metrics = self.reducer.reduce(out, valid, num_items_in_batch)
         if num_items_in_batch is None:
             loss = loss / out.kept.sum().clamp(min=1).to(loss.dtype)
@@ -158,19 +161,20 @@ class ObjectiveLoss:
         self.last_metrics = metrics
         return loss
 
-    def __call__(self, outputs, labels: Tensor, num_items_in_batch=None, shift_labels: Optional[Tensor] = None) -> Tensor:
+    def __call__(self, outputs, labels: Tensor, num_items_in_batch=None, shifted: Optional[Tensor] = None) -> Tensor:
+        """The loss of one micro-batch; ``shifted``: labels already shifted (a batch's ``shift_labels``)."""
         logits = logits_of(outputs)
-        out, valid = self.reducer.per_token(logits, self.targets(labels, shift_labels))
+        out, valid = self.reducer.per_token(logits, self.targets(labels, shifted))
         return self.finish(out, valid, num_items_in_batch)
 
     def linear(self, hidden: Tensor, weight: Tensor, labels: Tensor, num_items_in_batch=None,
-               shift_labels: Optional[Tensor] = None) -> Tensor:
+               shifted: Optional[Tensor] = None) -> Tensor:
         """As calling the loss on logits ``hidden @ weight.T``, without a logits tensor (the fused
         output layer): ``hidden`` [B, S, H] the final hidden states, ``weight`` [V, H] the LM head."""
         if is_dtensor(weight) or is_dtensor(hidden):
             raise TypeError("the fused linear path takes plain tensors; a sharded (DTensor) LM head is not "
                             "supported there: use the unfused path")
-        target = self.reducer.prepare_labels(self.targets(labels, shift_labels), hidden.device, None)
+        target = self.reducer.prepare_labels(self.targets(labels, shifted), hidden.device, None)
         out = vocab_parallel_linear_objective(
             hidden, weight.to(hidden.dtype), target, self.objective, chunk_vocab=self.chunk_vocab,
             ignore_index=self.ignore_index, backend=self.reducer.backend,

@@ -115,3 +115,42 @@ def test_objective_trainer_nll_is_the_trainers_default(model_dir, data, tmp_path
     _, default_grads, _ = train(model=load_model(model_dir), args=args, data=data)
     _, our_grads, _ = train(ObjectiveTrainer, model=load_model(model_dir), args=args, data=data)
     assert_same_gradients(our_grads, default_grads)
+
+
+@pytest.mark.parametrize("num_items", [None, 11])
+def test_nll_equals_transformers_causal_lm_loss_with_and_without_num_items(num_items):
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 20, requires_grad=True)
+    labels = torch.randint(0, 20, (3, 7))
+    labels[0, :3] = -100
+    labels[2, 5:] = -100
+    theirs = ForCausalLMLoss(logits, labels, vocab_size=20, num_items_in_batch=num_items)
+    ours = ObjectiveLoss("nll")({"logits": logits}, labels, num_items_in_batch=num_items)
+    torch.testing.assert_close(ours, theirs)
+    (grad_ours,) = torch.autograd.grad(ours, logits)
+    (grad_theirs,) = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(grad_ours, grad_theirs)
+    # Labels already shifted (a context-parallel collator's shift_labels) are scored as given.
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+    again = ObjectiveLoss("nll")({"logits": logits}, None, num_items_in_batch=num_items, shifted=shifted)
+    torch.testing.assert_close(again, theirs)
+
+
+@pytest.mark.parametrize("name", ["nll", "neg_p", "neg_p_power", "neg_p_threshold", "nll_threshold", "dft",
+                                  "log_one_minus_p", "log_one_minus_p_threshold", "adaptive_power",
+                                  "GeneralFamily-10", "OnlyBottomP-0.5", "UnlikehoodTop-0.01"])
+def test_every_objective_is_the_core_loss_on_shifted_labels(name):
+    from nemo_beyond_nll.core.functional import objective_loss
+    from nemo_beyond_nll.core.objectives import FAMILIES
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 9, 16) * 3
+    labels = torch.randint(0, 16, (2, 9))
+    labels[:, :2] = -100
+    loss = ObjectiveLoss(name)
+    ours = loss({"logits": logits}, labels)  # no num_items_in_batch: the mean over kept tokens
+    expected, _ = objective_loss(logits[:, :-1], labels[:, 1:], loss.objective)
+    torch.testing.assert_close(ours, expected)
+    assert loss.objective.name in FAMILIES
