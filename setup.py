@@ -23,6 +23,8 @@ DATA = [
 # NeMo AutoModel (nemo_beyond_nll.automodel's loss_fn). Not in `all`: it brings transformers 5.x,
 # which the default test environment does not need; tests/automodel builds its own environment.
 AUTOMODEL = ["nemo-automodel==0.7.0"]
+# Hugging Face Trainer and TRL (nemo_beyond_nll.hf): the versions tests/hf pins. Not in `all`, for the same reason.
+HF = ["transformers==5.25.0", "trl==1.16.0"]
 # triton runs the kernel tests on CPU through its interpreter (TRITON_INTERPRET=1).
 TEST = ["pytest>=8", "hypothesis>=6", "triton==3.9.0"] + DATA
 
@@ -44,7 +46,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"cpu": CPU, "nemo": NEMO, "data": DATA, "test": TEST, "automodel": AUTOMODEL, "all": CPU + NEMO + TEST},
+    extras_require={"cpu": CPU, "nemo": NEMO, "data": DATA, "test": TEST, "automodel": AUTOMODEL, "hf": HF, "all": CPU + NEMO + TEST},
     entry_points={"console_scripts": ["nemo-beyond-nll = nemo_beyond_nll.cli:main"]},
     license="Apache-2.0",
 )

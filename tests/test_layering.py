@@ -22,6 +22,7 @@ MAY_IMPORT = {
     "recipe": {"config", "data", "domains"},
     "nemo": {"core", "config"},
     "automodel": {"core"},
+    "hf": {"core", "automodel"},  # AutoModel's num_label_tokens reduction is transformers' num_items_in_batch one
     "megatron": {"core", "data", "probe"},
     "engines": {"core", "config", "data", "megatron", "probe", "utils"},
     "eval": {"config", "data", "domains", "engines", "probe", "utils"},

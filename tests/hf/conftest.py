@@ -1,0 +1,27 @@
+"""The Hugging Face tier (marker `hf`): transformers.Trainer and TRL's SFTTrainer with the objectives,
+in the Python 3.11 environment that tests/hf/build_env.sh builds:
+
+    bash tests/hf/run.sh
+
+Elsewhere (the default environment has neither transformers nor trl) each module skips itself at
+import, with `pytest.importorskip(..., reason=tier.WHY)`: a skip raised here, in a conftest, would
+be a collection error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiers import mark_tier  # tests/support, on the path through tests/conftest.py
+
+from .tier import WHY
+
+HERE = Path(__file__).parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "hf: needs the Hugging Face tier environment (tests/hf)")
+
+
+def pytest_collection_modifyitems(config, items):
+    mark_tier(items, HERE, "hf", "trl", WHY)
