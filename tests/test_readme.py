@@ -52,7 +52,8 @@ def constructor_of(name: str, path: str):
 def test_loss_class_table_matches_the_constructors():
     rows = loss_class_rows()
     assert [name for name, _, _ in rows] == ["ObjectiveLoss", "LinearObjectiveLoss", "NeMoObjectiveLoss",
-                                             "AutoModelObjectiveLoss", "AutoModelLinearObjectiveLoss"]
+                                             "AutoModelObjectiveLoss", "AutoModelLinearObjectiveLoss",
+                                             "HFObjectiveLoss"]
     for name, path, args in rows:
         params = list(inspect.signature(constructor_of(name, path)).parameters)[1:]
         assert params == args, (name, params)

@@ -1,6 +1,6 @@
 """The objectives in Hugging Face ``transformers.Trainer`` and TRL's ``SFTTrainer`` (docs/hf.md).
 
-- :class:`ObjectiveLoss` (:mod:`.loss`): a ``compute_loss_func`` for every objective, with
+- :class:`HFObjectiveLoss` (:mod:`.loss`): a ``compute_loss_func`` for every objective, with
   transformers' label shift, normalised by ``num_items_in_batch``; ``loss.callback()`` puts its
   mean p and kept fraction in the Trainer's logs (:mod:`.callback`);
 - :class:`ObjectiveTrainerMixin` (:mod:`.trainer`): the objective on the fused output layer (no
@@ -11,7 +11,7 @@ Importing this package imports neither transformers nor trl: the classes built o
 first access.
 """
 
-from .loss import ObjectiveLoss, shift_labels
+from .loss import HFObjectiveLoss, shift_labels
 from .trainer import ObjectiveTrainerMixin, install_hidden_states_forward
 
 _LAZY = {
@@ -31,4 +31,4 @@ def __getattr__(name):
 
 
 # The lazily built classes are left out, so that `import *` imports neither transformers nor trl.
-__all__ = ["ObjectiveLoss", "ObjectiveTrainerMixin", "install_hidden_states_forward", "shift_labels"]
+__all__ = ["HFObjectiveLoss", "ObjectiveTrainerMixin", "install_hidden_states_forward", "shift_labels"]

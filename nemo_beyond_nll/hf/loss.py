@@ -1,4 +1,4 @@
-"""The objective as a Hugging Face ``compute_loss_func``: ``Trainer(..., compute_loss_func=ObjectiveLoss("neg_p"))``.
+"""The objective as a Hugging Face ``compute_loss_func``: ``Trainer(..., compute_loss_func=HFObjectiveLoss("neg_p"))``.
 
 ``transformers.Trainer`` (and TRL's ``SFTTrainer``) call ``compute_loss_func(outputs, labels,
 num_items_in_batch=...)`` once per micro-batch, with the labels the collator made (not shifted, -100
@@ -7,13 +7,13 @@ the whole optimizer step: every accumulated micro-batch, every device when
 ``average_tokens_across_devices`` is on. The Trainer then backpropagates each micro-batch's loss as
 is, so the step's gradient is that of (summed token loss) / ``num_items_in_batch``.
 
-:class:`ObjectiveLoss` keeps that contract for every objective of :mod:`nemo_beyond_nll.core.objectives`:
+:class:`HFObjectiveLoss` keeps that contract for every objective of :mod:`nemo_beyond_nll.core.objectives`:
 
 - the label shift and ignore index are transformers' ``ForCausalLMLoss``'s: the labels are padded
   with -100 on the right and shifted left by one, so logit t predicts label t + 1 and the last
   position predicts nothing; ``shift_labels`` (context-parallel collators) are used as given;
 - the reduction is NeMo AutoModel's ``num_label_tokens`` contract, which is the same one, through
-  :class:`nemo_beyond_nll.automodel.ProbabilityObjectiveLoss`: objectives without a threshold give
+  :class:`nemo_beyond_nll.automodel.AutoModelObjectiveLoss`: objectives without a threshold give
   summed loss / ``num_items_in_batch`` (``nll`` is then the Trainer's default loss, value and
   gradient); threshold objectives give each micro-batch's mean over its *kept* tokens, weighted by
   its share of the step's supervised tokens (see that class). Why not divide by the step's kept
@@ -25,10 +25,10 @@ is, so the step's gradient is that of (summed token loss) / ``num_items_in_batch
   loss is the mean over this call's kept tokens, as ``ForCausalLMLoss`` takes the mean then.
 
 Metrics: each training call adds its supervised tokens, kept tokens and summed target probability
-to running sums (detached tensors, no host sync); :meth:`ObjectiveLoss.pop_metrics` turns them into
+to running sums (detached tensors, no host sync); :meth:`HFObjectiveLoss.pop_metrics` turns them into
 ``mean_prob`` and ``kept_fraction`` since the last log, summed over the default process group when
 one is initialised. Calls without gradients (evaluation) go to separate sums, logged as
-``eval_mean_prob`` and ``eval_kept_fraction``. :meth:`ObjectiveLoss.callback` gives the
+``eval_mean_prob`` and ``eval_kept_fraction``. :meth:`HFObjectiveLoss.callback` gives the
 ``TrainerCallback`` that adds them to the Trainer's logs.
 
 Nothing here imports transformers.
@@ -43,7 +43,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..automodel import ProbabilityObjectiveLoss, is_dtensor
+from ..automodel import AutoModelObjectiveLoss, is_dtensor
 from ..core.linear import vocab_parallel_linear_objective
 
 IGNORE_INDEX = -100  # transformers' label for "no loss here"
@@ -93,19 +93,19 @@ class MetricSums:
         return {"mean_prob": prob_sum / max(labelled, 1.0), "kept_fraction": kept / max(labelled, 1.0)}
 
 
-class ObjectiveLoss:
+class HFObjectiveLoss:
     """A probability objective as a ``transformers.Trainer`` / TRL ``compute_loss_func``.
 
     Args:
         objective: objective name, canonical or the paper's reference name (``"neg_p"``,
             ``"OnlyTopP-0.1"``), default ``nll``.
+        objective_args: the objective's arguments, e.g. ``{"threshold": 0.1}``.
         ignore_index: label with no loss; -100 as in transformers.
         kept_count_group: where a threshold objective's kept and supervised counts are summed:
             ``"world"`` (default: the default process group, when one is initialised with more than
             one rank, matching ``average_tokens_across_devices``), ``"local"`` or a process group.
         backend: ``"torch"`` or ``"triton"`` for the two passes; default chosen by the device.
         chunk_vocab: vocabulary columns per block on the fused linear path (:meth:`linear`).
-        **objective_args: the objective's arguments, e.g. ``threshold=0.1``.
 
     ``loss(outputs, labels, num_items_in_batch=None)`` returns the scalar loss (module docstring).
     """
@@ -113,17 +113,17 @@ class ObjectiveLoss:
     def __init__(
         self,
         objective: str = "nll",
+        objective_args: Optional[dict] = None,
         *,
         ignore_index: int = IGNORE_INDEX,
         kept_count_group: Union[str, object] = "world",
         backend: Optional[str] = None,
         chunk_vocab: Optional[int] = None,
-        **objective_args,
     ):
         # The logits are left intact (no in-place backward): a model may have saved them for its own
         # backward (logit soft-capping saves tanh's output).
-        self.reducer = ProbabilityObjectiveLoss(
-            objective, objective_args, ignore_index=ignore_index, reduction="sum",
+        self.reducer = AutoModelObjectiveLoss(
+            objective, dict(objective_args or {}), ignore_index=ignore_index, reduction="sum",
             kept_count_group=kept_count_group, backend=backend, inplace_backward=False,
         )
         self.chunk_vocab = chunk_vocab
@@ -139,7 +139,7 @@ class ObjectiveLoss:
         return self.reducer.ignore_index
 
     def __repr__(self) -> str:
-        return f"ObjectiveLoss({self.objective})"
+        return f"HFObjectiveLoss({self.objective})"
 
     def targets(self, labels: Tensor, shifted: Optional[Tensor] = None) -> Tensor:
         """The next-token targets: ``shifted`` when given, else ``labels`` shifted as transformers does."""

@@ -28,7 +28,7 @@ import functools
 from typing import Optional, Union
 
 from .callback import metrics_for_log
-from .loss import ObjectiveLoss
+from .loss import HFObjectiveLoss
 
 HIDDEN_STATES_KEYWORD = "return_final_hidden_states"
 # Config fields that change the logits after hidden @ weight.T, which the fused path does not apply.
@@ -81,11 +81,11 @@ class ObjectiveTrainerMixin:
             without logits (default True).
     """
 
-    def __init__(self, *args, objective_loss: Union[ObjectiveLoss, str, None] = None, fused_linear: bool = True,
+    def __init__(self, *args, objective_loss: Union[HFObjectiveLoss, str, None] = None, fused_linear: bool = True,
                  **kwargs):
         super().__init__(*args, **kwargs)
-        if not isinstance(objective_loss, ObjectiveLoss):
-            objective_loss = ObjectiveLoss(objective_loss or "nll")
+        if not isinstance(objective_loss, HFObjectiveLoss):
+            objective_loss = HFObjectiveLoss(objective_loss or "nll")
         self.objective_loss = objective_loss
         self.fused_linear = fused_linear
         # Seen as a compute_loss_func, the loss makes the Trainer count num_items_in_batch over the

@@ -11,7 +11,7 @@ pytest.importorskip("trl", reason=WHY)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from nemo_beyond_nll.hf import ObjectiveLoss, ObjectiveTrainer  # noqa: E402
+from nemo_beyond_nll.hf import HFObjectiveLoss, ObjectiveTrainer  # noqa: E402
 
 from .tiny import (assert_same_gradients, load_model, load_tokenizer, tokenized_rows, train,  # noqa: E402
                    training_args, write_model)
@@ -31,7 +31,7 @@ def data(model_dir):
 def test_nll_is_the_trainers_default_loss_and_gradients(model_dir, data, tmp_path, accumulation):
     args = training_args(tmp_path, accumulation=accumulation)
     _, default_grads, default_losses = train(model=load_model(model_dir), args=args, data=data)
-    loss = ObjectiveLoss("nll")
+    loss = HFObjectiveLoss("nll")
     _, our_grads, our_losses = train(model=load_model(model_dir), args=args, data=data, compute_loss_func=loss)
     assert_same_gradients(our_grads, default_grads)
     assert our_losses == pytest.approx(default_losses, rel=1e-5)
@@ -40,7 +40,7 @@ def test_nll_is_the_trainers_default_loss_and_gradients(model_dir, data, tmp_pat
 
 def test_accumulation_changes_the_micro_batches_not_the_step(model_dir, data, tmp_path):
     """4 micro-batches of 2 rows accumulate to one batch of 8 rows: num_items_in_batch normalises both alike."""
-    loss = ObjectiveLoss("neg_p")
+    loss = HFObjectiveLoss("neg_p")
     _, accumulated, _ = train(model=load_model(model_dir), args=training_args(tmp_path, accumulation=4, batch=2),
                               data=data, compute_loss_func=loss)
     _, whole, _ = train(model=load_model(model_dir), args=training_args(tmp_path, accumulation=1, batch=8),
@@ -67,7 +67,7 @@ def test_neg_p_threshold_trains_over_kept_tokens_and_logs_kept_fraction(model_di
     assert 0.1 < expected_kept < 0.9
     model = load_model(model_dir)
     before = [p.detach().clone() for p in model.parameters()]
-    loss = ObjectiveLoss("neg_p_threshold", threshold=threshold)
+    loss = HFObjectiveLoss("neg_p_threshold", {"threshold": threshold})
     # One step over all 16 rows: the logged loss is the mean over the step's kept tokens.
     trainer, grads, losses = train(model=model, args=training_args(tmp_path, batch=16, steps=1), data=data,
                                    compute_loss_func=loss, callbacks=[loss.callback()])
@@ -87,19 +87,19 @@ def test_neg_p_threshold_trains_over_kept_tokens_and_logs_kept_fraction(model_di
 
 
 def test_reference_names_and_arguments_reach_the_objective():
-    assert ObjectiveLoss("OnlyTopP-0.1").objective == ObjectiveLoss("neg_p_threshold", threshold=0.1).objective
+    assert HFObjectiveLoss("OnlyTopP-0.1").objective == HFObjectiveLoss("neg_p_threshold", {"threshold": 0.1}).objective
     with pytest.raises(ValueError, match="does not take argument"):
-        ObjectiveLoss("neg_p", threshold=0.1)
+        HFObjectiveLoss("neg_p", {"threshold": 0.1})
 
 
-@pytest.mark.parametrize("objective", [{"objective": "nll"}, {"objective": "neg_p_threshold", "threshold": 0.03}])
+@pytest.mark.parametrize("objective", [{"objective": "nll"}, {"objective": "neg_p_threshold", "objective_args": {"threshold": 0.03}}])
 def test_fused_output_layer_equals_the_unfused_path(model_dir, data, tmp_path, objective):
     runs = {}
     for fused in (True, False):
         model = load_model(model_dir)
         head_calls = []
         model.lm_head.register_forward_hook(lambda *_: head_calls.append(1))
-        loss = ObjectiveLoss(chunk_vocab=8, **objective)  # several vocabulary blocks
+        loss = HFObjectiveLoss(chunk_vocab=8, **objective)  # several vocabulary blocks
         trainer, grads, losses = train(ObjectiveTrainer, model=model, args=training_args(tmp_path, accumulation=2),
                                        data=data, objective_loss=loss, fused_linear=fused)
         runs[fused] = grads, losses, trainer.state.log_history, len(head_calls)
@@ -127,14 +127,14 @@ def test_nll_equals_transformers_causal_lm_loss_with_and_without_num_items(num_i
     labels[0, :3] = -100
     labels[2, 5:] = -100
     theirs = ForCausalLMLoss(logits, labels, vocab_size=20, num_items_in_batch=num_items)
-    ours = ObjectiveLoss("nll")({"logits": logits}, labels, num_items_in_batch=num_items)
+    ours = HFObjectiveLoss("nll")({"logits": logits}, labels, num_items_in_batch=num_items)
     torch.testing.assert_close(ours, theirs)
     (grad_ours,) = torch.autograd.grad(ours, logits)
     (grad_theirs,) = torch.autograd.grad(theirs, logits)
     torch.testing.assert_close(grad_ours, grad_theirs)
     # Labels already shifted (a context-parallel collator's shift_labels) are scored as given.
     shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
-    again = ObjectiveLoss("nll")({"logits": logits}, None, num_items_in_batch=num_items, shifted=shifted)
+    again = HFObjectiveLoss("nll")({"logits": logits}, None, num_items_in_batch=num_items, shifted=shifted)
     torch.testing.assert_close(again, theirs)
 
 
@@ -149,7 +149,7 @@ def test_every_objective_is_the_core_loss_on_shifted_labels(name):
     logits = torch.randn(2, 9, 16) * 3
     labels = torch.randint(0, 16, (2, 9))
     labels[:, :2] = -100
-    loss = ObjectiveLoss(name)
+    loss = HFObjectiveLoss(name)
     ours = loss({"logits": logits}, labels)  # no num_items_in_batch: the mean over kept tokens
     expected, _ = objective_loss(logits[:, :-1], labels[:, 1:], loss.objective)
     torch.testing.assert_close(ours, expected)

@@ -11,7 +11,7 @@ pytest.importorskip("trl", reason=WHY)
 from transformers import default_data_collator  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-from nemo_beyond_nll.hf import ObjectiveLoss, ObjectiveSFTTrainer  # noqa: E402
+from nemo_beyond_nll.hf import HFObjectiveLoss, ObjectiveSFTTrainer  # noqa: E402
 
 from .tiny import (assert_same_gradients, load_model, load_tokenizer, tokenized_rows, train,  # noqa: E402
                    training_args, write_model)
@@ -48,14 +48,14 @@ def test_sft_config_has_dft():
 def test_neg_p_has_trl_dft_gradients(model_dir, data, tmp_path, accumulation):
     _, dft_grads, dft_losses = trl_dft(model_dir, data, tmp_path, accumulation)
     _, our_grads, our_losses = train(model=load_model(model_dir), args=training_args(tmp_path, accumulation=accumulation),
-                                     data=data, compute_loss_func=ObjectiveLoss("neg_p"))
+                                     data=data, compute_loss_func=HFObjectiveLoss("neg_p"))
     assert_same_gradients(our_grads, dft_grads)
     # Same gradient, different value: 1 - p against -p log p (at p about 1/36: 0.97 against 0.1).
     assert all(ours > 5 * theirs for ours, theirs in zip(our_losses, dft_losses))
 
     # Our dft objective is TRL's, value and gradient.
     _, grads, losses = train(model=load_model(model_dir), args=training_args(tmp_path, accumulation=accumulation),
-                             data=data, compute_loss_func=ObjectiveLoss("dft"))
+                             data=data, compute_loss_func=HFObjectiveLoss("dft"))
     assert_same_gradients(grads, dft_grads)
     assert losses == pytest.approx(dft_losses, rel=1e-5)
 
@@ -64,6 +64,6 @@ def test_objective_sft_trainer_neg_p_on_the_fused_layer_has_trl_dft_gradients(mo
     _, dft_grads, _ = trl_dft(model_dir, data, tmp_path, 4)
     trainer, grads, _ = train(ObjectiveSFTTrainer, model=load_model(model_dir), args=sft_args(tmp_path, 4), data=data,
                               processing_class=load_tokenizer(model_dir), data_collator=default_data_collator,
-                              objective_loss=ObjectiveLoss("neg_p"))
+                              objective_loss=HFObjectiveLoss("neg_p"))
     assert_same_gradients(grads, dft_grads)
     assert all("mean_prob" in e for e in trainer.state.log_history if "loss" in e)
