@@ -50,6 +50,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from ..domains import read_answer
+from ..run_folder import RunFolder
 from .benchmark_sets import LoadedBenchmark, load_benchmark
 from .metrics import benchmark_metrics, figfont_summary, source_summary
 from .sampling import Sampling
@@ -57,8 +58,6 @@ from .sampling import Sampling
 grade_output = read_answer  # (extracted answer, correct) of one output
 # prompts -> per prompt, one output or a list of k outputs
 Generate = Callable[[List[str]], List[Union[str, List[str]]]]
-SUMMARY_FILE = "summary.json"
-EVAL_DIR = "eval"
 DEFAULT_BATCH_SIZE = 256  # large batches keep vLLM's scheduler full; one batch is the unit of resumption
 
 
@@ -141,7 +140,7 @@ def run_benchmark(
     """Answer (`num_generations` outputs per problem), grade and record every row of `bench`
     (resuming earlier records); returns the records."""
     k = num_generations
-    eval_dir = Path(out_dir) / EVAL_DIR
+    eval_dir = RunFolder(out_dir).eval_dir
     eval_dir.mkdir(parents=True, exist_ok=True)
     final = eval_dir / f"{bench.name}.jsonl"
     partial = eval_dir / f"{bench.name}.jsonl.partial"
@@ -286,7 +285,7 @@ def evaluate_benchmarks(
         summary["figfont_metrics"] = figfont
     if by_source:
         summary["by_source"], summary["source_average"] = by_source, source_average
-    _write_summary(Path(out_dir) / SUMMARY_FILE, summary)
+    _write_summary(RunFolder(out_dir).summary, summary)
     return summary
 
 
