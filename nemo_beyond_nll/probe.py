@@ -168,9 +168,6 @@ def recommend(stats: ProbabilityStats) -> Recommendation:
     )
 
 
-AUTO_FILE = "auto.json"  # a model.loss=auto run's choice, in its run folder
-
-
 @dataclass
 class AutoChoice:
     """What `model.loss=auto` chose at a run's start, and the statistics it chose from."""
@@ -215,18 +212,19 @@ def decide_auto(run_dir, batches: int, measure, *, started: bool, writer: bool):
     `started` (holds a checkpoint) without a recorded choice is refused. Returns (choice, new)."""
     import json
     import sys
-    from pathlib import Path
 
+    from .run_folder import RunFolder
     from .utils.files import atomic_write_text
 
-    if (Path(run_dir) / AUTO_FILE).is_file():
+    path = RunFolder(run_dir).auto
+    if path.is_file():
         return read_auto_choice(run_dir), False
     if started:
-        raise ValueError(f"{run_dir} holds a checkpoint but no {AUTO_FILE}: the model.loss=auto choice of this "
+        raise ValueError(f"{run_dir} holds a checkpoint but no {path.name}: the model.loss=auto choice of this "
                          "run is lost; start a new run folder")
     choice = auto_choice(measure(), batches=batches)
     if writer:
-        atomic_write_text(Path(run_dir) / AUTO_FILE, json.dumps(choice.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(choice.to_dict(), indent=2) + "\n")
         print(choice.describe(), file=sys.stderr, flush=True)
     return choice, True
 
@@ -234,13 +232,14 @@ def decide_auto(run_dir, batches: int, measure, *, started: bool, writer: bool):
 def read_auto_choice(run_dir) -> AutoChoice:
     """The choice a `model.loss=auto` run recorded in its folder; a one-line error when there is none."""
     import json
-    from pathlib import Path
 
-    path = Path(run_dir) / AUTO_FILE
+    from .run_folder import RunFolder
+
+    path = RunFolder(run_dir).auto
     try:
         return AutoChoice(**json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise FileNotFoundError(f"no {AUTO_FILE} in {run_dir}: a model.loss=auto run records its choice there "
+        raise FileNotFoundError(f"no {path.name} in {run_dir}: a model.loss=auto run records its choice there "
                                 "when it starts; train first") from None
     except (json.JSONDecodeError, TypeError) as err:
         raise ValueError(f"{path} does not hold a model.loss=auto choice ({err})") from None
@@ -288,15 +287,16 @@ def write_probe_report(values: torch.Tensor, run_dir, title: str):
     """Statistics and recommendation for `values`; writes probe.json and probe.png; prints the report."""
     import json
     import sys
-    from pathlib import Path
 
+    from .run_folder import RunFolder
     from .utils.files import atomic_write_text
 
+    folder = RunFolder(run_dir)
     stats = probability_stats(values)
     rec = recommend(stats)
     report = {"stats": stats.to_dict(), "recommendation": {"placement": rec.placement, "loss": rec.loss,
               "loss_args": rec.loss_args, "reason": rec.reason}}
-    atomic_write_text(Path(run_dir) / "probe.json", json.dumps(report, indent=2) + "\n")
-    plot_histogram(stats, Path(run_dir) / "probe.png", title)
+    atomic_write_text(folder.probe, json.dumps(report, indent=2) + "\n")
+    plot_histogram(stats, folder.probe_plot, title)
     print(format_report(stats, rec), file=sys.stderr)
     return stats, rec

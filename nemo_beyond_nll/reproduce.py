@@ -20,6 +20,7 @@ below it.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,17 +30,19 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError
-from .eval.compare import SUMMARY_FILE, compare_runs
+from .eval.compare import compare_runs
 from .eval.published import Row, write_paper_comparison
-from .recipe import load_recipe
+from .recipe import input_problems, load_recipe, resolved_yaml
+from .run_folder import RunFolder
 
 # Package data, so an installed wheel has them as a source checkout does (pip installs a package
 # as files, so the folder is a real path the recipe loader can open).
 PAPER_DIR = Path(resources.files(__package__) / "recipes" / "paper")
 PUBLISHED_FILE = "published.yaml"
-PROBE_FILE = "probe.json"
 QUANTILES_FILE = "quantiles.json"
 BASE = "base"  # the objective key of a job that trains nothing
+TABLES = ("math", "medical", "figfont")  # the tables of published.yaml (tests/test_paper_recipes.py checks)
+QUANTILES = "quantiles"  # the quantile ablation, `reproduce quantiles`
 
 
 @dataclass
@@ -69,7 +72,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return (self.run_dir / SUMMARY_FILE).is_file()
+        return RunFolder(self.run_dir).finished()
 
     @property
     def label(self) -> str:
@@ -169,10 +172,11 @@ def job_counts(jobs: Sequence[Job]) -> str:
 def _summary(job: Job) -> Optional[Dict[str, Any]]:
     if not job.done:
         return None
+    path = RunFolder(job.run_dir).summary
     try:
-        return json.loads((job.run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{job.run_dir / SUMMARY_FILE}: cannot read it ({err})") from None
+        raise ConfigError(f"{path}: cannot read it ({err})") from None
 
 
 def compare_table(table: str, jobs: Sequence[Job], out_dir: Union[str, Path],
@@ -232,7 +236,7 @@ def probe_dir(cfg: DictConfig) -> Path:
 
 def read_percentiles(folder: Union[str, Path]) -> Optional[Dict[int, float]]:
     """The percentiles of the probe's report in `folder` ({5: p, 10: p, ...}), or None before a probe."""
-    path = Path(folder) / PROBE_FILE
+    path = RunFolder(folder).probe
     if not path.is_file():
         return None
     try:
@@ -285,3 +289,107 @@ def write_quantiles(folder: Union[str, Path], ours: Mapping[int, float], spec: M
                                        indent=2) + "\n")
     return path
 
+
+
+# The `reproduce` command ---------------------------------------------------------------------------
+
+def _sft(cfg: DictConfig) -> int:
+    from .engines import engine_for
+
+    return engine_for(cfg).sft(cfg)
+
+
+def _eval(cfg: DictConfig) -> int:
+    from .engines import engine_for
+
+    return engine_for(cfg).eval(cfg)
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def objectives_arg(value: Optional[str]) -> Union[None, str, List[str]]:
+    """--objectives: None (the paper's), "all", or a comma-separated list of keys."""
+    if value is None or value == "all":
+        return value
+    return [key.strip() for key in value.split(",") if key.strip()]
+
+
+def print_jobs(jobs: Sequence[Job], figures: Optional[str] = None) -> None:
+    """The dry run of `reproduce`: per job, its state, folder, the paper's figures (or `figures`),
+    command and config."""
+    for job in jobs:
+        state = "done" if job.done else "to run"
+        print(f"## {job.label}  [{state}]  {job.run_dir}\n# paper: {figures or job.published_figures}\n# {job.command}")
+        print(resolved_yaml(job.cfg), end="", flush=True)
+    print(f"# {job_counts(jobs)}", file=sys.stderr)
+
+
+def reproduce_table(table: str, *, overrides: Sequence[str] = (), objectives: Optional[str] = None,
+                    dry_run: bool = False, compare: bool = False, out: Optional[str] = None) -> int:
+    """`reproduce TABLE`: every job of one of the paper's tables, listed (dry_run), run or compared."""
+    jobs = table_jobs(table, extra=overrides, objectives=objectives_arg(objectives))
+    if dry_run:
+        print_jobs(jobs)
+        return 0
+    out = out or f"runs/paper/{table}/comparison"
+    if not compare:
+        run_jobs(jobs, _sft, _eval, log=_log)
+    print(compare_table(table, jobs, out))
+    print(f"wrote {out}/paper_comparison.md, .csv and .png (and comparison.* of the finished runs)", file=sys.stderr)
+    return 0
+
+
+def _probe_base(recipe: Path, folder: Path, overrides: Sequence[str]) -> int:
+    """Probe the base model into `folder` (the recipe's engine, on its training data); the exit code."""
+    from .engines import engine_for
+
+    probe_cfg = load_recipe(recipe, [*overrides, f"checkpoint.dir={folder}"])
+    problems = input_problems(probe_cfg, "probe")
+    if problems:
+        raise ConfigError(problems[0])
+    print(f"probing the base model on the training data into {folder}", file=sys.stderr, flush=True)
+    return engine_for(probe_cfg).probe(probe_cfg)
+
+
+def reproduce_quantiles(*, config: Optional[str] = None, overrides: Sequence[str] = (), dry_run: bool = False,
+                        compare: bool = False, out: Optional[str] = None) -> int:
+    """`reproduce quantiles`: probe the base model on the training data, take the percentiles of its
+    target-token probabilities as thresholds, and list (dry_run) or run the top/bottom jobs."""
+    from .engines import engine_for
+
+    spec = quantile_spec()
+    recipe = Path(config) if config else PAPER_DIR / f"{spec['recipe']}.yaml"
+    cfg = load_recipe(recipe, overrides)
+    folder = probe_dir(cfg)
+    ours = read_percentiles(folder)
+    published = {int(q): float(v) for q, v in spec["published"].items()}
+    if ours is None and dry_run and not engine_for(cfg).runs_here:
+        # A dry run starts no GPU work: plan with the authors' values, and say so.
+        print(f"# the base model is not probed yet ({RunFolder(folder).probe}); the thresholds below are the "
+              f"authors' percentiles for {spec['recipe']}: `reproduce quantiles` without --dry-run probes first",
+              file=sys.stderr)
+        thresholds = published
+    else:
+        if ours is None:
+            code = _probe_base(recipe, folder, overrides)
+            if code:
+                return code
+            ours = read_percentiles(folder)
+        write_quantiles(folder, ours, spec, recipe.stem)
+        print(percentile_table(ours, published, recipe.stem, spec["recipe"]), file=sys.stderr)
+        thresholds = ours
+    jobs = quantile_jobs(recipe, thresholds, extra=overrides)
+    if dry_run:
+        print_jobs(jobs, "none printed (the paper draws this ablation as a figure, Figure 5)")
+        return 0
+    if not compare:
+        run_jobs(jobs, _sft, _eval, log=_log)
+    finished = [job.run_dir for job in jobs if job.done]
+    if not finished:
+        raise ConfigError("no quantile job has finished yet: nothing to compare")
+    out = out or str(folder / "comparison")
+    print(compare_runs(finished, out))
+    print(f"wrote {out}/comparison.md, comparison.csv and comparison.png", file=sys.stderr)
+    return 0

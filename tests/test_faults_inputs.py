@@ -7,13 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from nemo_beyond_nll import cli
+from nemo_beyond_nll import engines
 from nemo_beyond_nll.cli import main
+from nemo_beyond_nll.engines.cpu import launch
 
 ROOT = Path(__file__).parents[1]
 TINY = str(ROOT / "recipes" / "tiny_cpu.yaml")
 GPU = str(ROOT / "recipes" / "qwen2.5-math-1.5b_math.yaml")
 GOOD = json.dumps({"prompt": "sort cab", "completion": "abc"}) + "\n"
+
+
+class StartsNothing:
+    """A Bridge engine whose commands fail the test when they run: checks must stop first. Its GPU
+    evaluation is the real one, which checks every input before it loads vLLM or Megatron-Bridge."""
+
+    runs_here = False
+
+    def check(self, cfg, command):
+        pass
+
+    def eval(self, cfg):
+        from nemo_beyond_nll.engines.bridge.engine import BridgeEngine
+
+        return BridgeEngine().eval(cfg)
+
+    def __getattr__(self, command):
+        raise AssertionError(f"the Bridge engine's {command} was started")
 
 
 @pytest.fixture
@@ -26,7 +45,7 @@ def no_processes(monkeypatch):
     monkeypatch.setattr(subprocess, "call", refuse)
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
-    monkeypatch.setattr(cli, "_bridge", lambda: refuse("bridge"))
+    monkeypatch.setitem(engines.ENGINES, "bridge", StartsNothing)
 
 
 def snapshot(folder: Path) -> dict:
@@ -99,7 +118,7 @@ def test_good_split_files_reach_the_launcher(tmp_path, capsys, monkeypatch):
     for name in ("train", "validation"):
         (tmp_path / f"{name}.jsonl").write_text(GOOD * 3 + "\n")
     launched = []
-    monkeypatch.setattr(cli, "_launch_cpu_workers", lambda cfg, mode: launched.append(mode) or 0)
+    monkeypatch.setattr(launch, "launch_workers", lambda cfg, mode: launched.append(mode) or 0)
     assert main(["sft", "--config", TINY, f"data.train={tmp_path / 'train.jsonl'}",
                  f"data.validation={tmp_path / 'validation.jsonl'}", f"checkpoint.dir={tmp_path / 'run'}"]) == 0
     assert launched == ["train"]
@@ -112,7 +131,7 @@ def test_gpu_dry_run_warns_about_missing_data_and_a_real_run_refuses(tmp_path, c
     assert main(["sft", "--dry-run", *args]) == 0
     out = capsys.readouterr().out
     assert f"# warning: data.train: {missing}: no such file" in out
-    monkeypatch.setattr(cli, "_bridge", lambda: pytest.fail("Bridge was started"))
+    monkeypatch.setitem(engines.ENGINES, "bridge", StartsNothing)
     assert main(["sft", *args]) == 2
     assert f"data.train: {missing}: no such file" in one_line_error(capsys)
     assert not (tmp_path / "run").exists()

@@ -173,7 +173,7 @@ def test_ctrl_c_stops_the_run_with_exit_code_130(tmp_path):
     assert not processes_of(run_dir)
 
 
-HOLDER = ("import sys, time; from nemo_beyond_nll.utils.run_lock import acquire; acquire(sys.argv[1], 'the holder'); "
+HOLDER = ("import sys, time; from nemo_beyond_nll.run_folder import acquire; acquire(sys.argv[1], 'the holder'); "
           "print('locked', flush=True); time.sleep(600)")
 
 

@@ -16,18 +16,19 @@ MAY_IMPORT = {
     "utils": set(),
     "core": set(),
     "data": set(),
+    "run_folder": {"utils"},
     "config": {"core"},
     "domains": {"data", "utils"},
-    "probe": {"core", "utils"},
+    "probe": {"core", "run_folder", "utils"},
     "recipe": {"config", "data", "domains"},
     "nemo": {"core", "config"},
     "automodel": {"core"},
     "hf": {"core", "automodel"},  # AutoModel's num_label_tokens reduction is transformers' num_items_in_batch one
     "megatron": {"core", "data", "probe"},
-    "engines": {"core", "config", "data", "megatron", "probe", "utils"},
-    "eval": {"config", "data", "domains", "engines", "probe", "utils"},
-    "reproduce": {"config", "eval", "recipe", "utils"},
-    "cli": {"config", "data", "domains", "engines", "eval", "recipe", "reproduce", "utils"},
+    "eval": {"data", "domains", "run_folder", "utils"},
+    "engines": {"core", "config", "data", "eval", "megatron", "probe", "run_folder", "utils"},
+    "reproduce": {"config", "engines", "eval", "recipe", "run_folder", "utils"},
+    "cli": {"config", "data", "domains", "engines", "eval", "recipe", "reproduce", "run_folder"},
     "__main__": {"cli"},
     # the package root re-exports the public API
     "__init__": {"core"},
@@ -158,3 +159,48 @@ def test_the_two_engines_share_code_only_through_the_layers_below():
                 if module.startswith(f"{PACKAGE.name}.engines.{mine}")
                 and target.startswith(f"{PACKAGE.name}.engines.{other}")]
     assert not crossing, "\n".join(crossing)
+
+
+def test_evaluation_imports_no_engine():
+    engines = f"{PACKAGE.name}.engines"
+    found = [f"{module} imports {target}" for module, path in project_modules().items() for target, _ in imports(path)
+             if module.startswith(f"{PACKAGE.name}.eval") and (target == engines or target.startswith(engines + "."))]
+    assert not found, "\n".join(found)
+
+
+def run_folder_names_spelled(source: str) -> list:
+    """(line, text) of every place in `source` that spells a name of the run folder's layout
+    (run_folder.NAMES): a string constant that is a file name or ends a path with one, and any
+    `path / "name"`. Docstrings are prose and may name files."""
+    from nemo_beyond_nll import run_folder
+
+    files = [name for name in run_folder.NAMES if "." in name]
+    tree = ast.parse(source)
+    prose = {id(node.body[0].value) for node in ast.walk(tree)
+             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+             and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant)
+                and node.right.value in run_folder.NAMES):
+            found.append((node.lineno, node.right.value))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
+            text = node.value
+            if any(text == name or text.endswith("/" + name) or f"/{name}/" in text for name in files) or any(
+                    text.endswith("/" + name) or f"/{name}/" in text for name in run_folder.NAMES):
+                found.append((node.lineno, text))
+    return found
+
+
+def test_the_check_for_run_folder_names_finds_each_form():
+    spelled = run_folder_names_spelled('"""docs may say summary.json"""\n'
+                                       'a = run / "checkpoints"\nb = "auto.json"\nc = f"{run}/summary.json"\n'
+                                       'd = f"{run}/eval/x.jsonl"\ne = "eval"\n')
+    assert [line for line, _ in spelled] == [2, 3, 4, 5]
+
+
+def test_only_the_run_folder_module_spells_the_run_folders_file_names():
+    found = [f"{module}:{line}: {text!r}" for module, path in project_modules().items()
+             if module != f"{PACKAGE.name}.run_folder"
+             for line, text in run_folder_names_spelled(path.read_text(encoding="utf-8"))]
+    assert not found, "run-folder names outside nemo_beyond_nll/run_folder.py:\n" + "\n".join(sorted(found))

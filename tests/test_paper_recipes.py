@@ -262,3 +262,9 @@ def test_quantiles_dry_run_on_the_cpu_tiny_model_probes_and_plans(tmp_path):
         assert f"+model.loss_args.threshold={median} +model.loss_args.keep={keep}" in proc.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # the probe's report is reused
     assert again.returncode == 0 and "probing the base model" not in again.stderr and again.stdout == proc.stdout
+
+
+def test_reproduce_offers_every_table_of_published_yaml():
+    from nemo_beyond_nll.reproduce import TABLES
+
+    assert tuple(load_tables()["tables"]) == TABLES

@@ -101,7 +101,8 @@ def test_the_papers_twelve_points_are_placed_as_the_paper_places_them(name, mean
 def test_auto_choice_records_its_statistics(tmp_path):
     import json
 
-    from nemo_beyond_nll.probe import AUTO_FILE, auto_choice, read_auto_choice
+    from nemo_beyond_nll.probe import auto_choice, read_auto_choice
+    from nemo_beyond_nll.run_folder import AUTO as AUTO_FILE
 
     values = torch.tensor([0.9] * 80 + [0.2] * 20, dtype=torch.float64)
     choice = auto_choice(values, batches=3)
@@ -154,7 +155,8 @@ def test_report_prints_percentiles():
 
 
 def test_decide_auto_measures_once_and_refuses_a_started_run_without_its_choice(tmp_path):
-    from nemo_beyond_nll.probe import AUTO_FILE, decide_auto
+    from nemo_beyond_nll.probe import decide_auto
+    from nemo_beyond_nll.run_folder import AUTO as AUTO_FILE
 
     calls = []
 

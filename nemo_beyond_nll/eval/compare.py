@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-SUMMARY_FILE = "summary.json"
+from ..run_folder import RunFolder
+
 MARKDOWN_FILE = "comparison.md"
 CSV_FILE = "comparison.csv"
 CHART_FILE = "comparison.png"
@@ -53,9 +54,9 @@ class RunSummary:
 
 def load_summary(run_dir: Union[str, Path]) -> RunSummary:
     """Read and check `run_dir/summary.json`."""
-    path = Path(run_dir) / SUMMARY_FILE
+    path = RunFolder(run_dir).summary
     if not path.is_file():
-        raise ValueError(f"no {SUMMARY_FILE} in {run_dir}")
+        raise ValueError(f"no {path.name} in {run_dir}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

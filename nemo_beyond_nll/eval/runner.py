@@ -45,11 +45,12 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from tqdm import tqdm
 
 from ..domains import read_answer
+from ..run_folder import RunFolder
 from .benchmark_sets import LoadedBenchmark, load_benchmark
 from .metrics import benchmark_metrics, figfont_summary, source_summary
 from .sampling import Sampling
@@ -57,8 +58,6 @@ from .sampling import Sampling
 grade_output = read_answer  # (extracted answer, correct) of one output
 # prompts -> per prompt, one output or a list of k outputs
 Generate = Callable[[List[str]], List[Union[str, List[str]]]]
-SUMMARY_FILE = "summary.json"
-EVAL_DIR = "eval"
 DEFAULT_BATCH_SIZE = 256  # large batches keep vLLM's scheduler full; one batch is the unit of resumption
 
 
@@ -141,7 +140,7 @@ def run_benchmark(
     """Answer (`num_generations` outputs per problem), grade and record every row of `bench`
     (resuming earlier records); returns the records."""
     k = num_generations
-    eval_dir = Path(out_dir) / EVAL_DIR
+    eval_dir = RunFolder(out_dir).eval_dir
     eval_dir.mkdir(parents=True, exist_ok=True)
     final = eval_dir / f"{bench.name}.jsonl"
     partial = eval_dir / f"{bench.name}.jsonl.partial"
@@ -204,6 +203,80 @@ def _check_sampling(name: str, sampling: Any) -> None:
         raise ValueError(f"sampling must be a Sampling per benchmark, got {type(sampling).__name__} for {name}")
 
 
+def _check_arguments(benchmarks, generate, batch_size, objective, num_samples) -> List[str]:
+    """The arguments every benchmark shares, checked; returns the benchmarks' names."""
+    if isinstance(benchmarks, (str, LoadedBenchmark)) or not benchmarks:
+        raise ValueError("benchmarks must be a non-empty list of benchmark names or loaded benchmarks")
+    if not callable(generate) and not isinstance(generate, Mapping):
+        raise ValueError("generate must be callable: list of prompts -> list of outputs")
+    _check_batch_size(batch_size)
+    if not isinstance(objective, str) or not objective.strip():
+        raise ValueError(f"objective must be a non-empty string, got {objective!r}")
+    if num_samples is not None and (not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1):
+        raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}")
+    names = [b.name if isinstance(b, LoadedBenchmark) else b for b in benchmarks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"benchmarks must not repeat a name, got {names}")
+    return names
+
+
+def _loaded(benchmarks, num_samples: Optional[int]) -> List[LoadedBenchmark]:
+    """Every benchmark loaded (names from the hub), cut to its first `num_samples` problems."""
+    loaded = [b if isinstance(b, LoadedBenchmark) else load_benchmark(b, num_samples=num_samples) for b in benchmarks]
+    if num_samples is not None:
+        loaded = [LoadedBenchmark(b.name, b.domain, b.source, b.rows[:num_samples], b.rows_read, b.skipped) for b in loaded]
+    for bench in loaded:
+        if not bench.rows:
+            raise ValueError(f"benchmark {bench.name!r} has no rows to evaluate")
+    return loaded
+
+
+def _scores(loaded, generators, ks, out_dir, batch_size: int, progress: bool) -> Dict[str, dict]:
+    """Run every benchmark; {section of the summary: {benchmark: its value}}."""
+    scores: Dict[str, dict] = {"num_samples": {}, "metrics": {}, "figfont_metrics": {}, "by_source": {},
+                               "source_average": {}}
+    for bench in loaded:
+        k = ks[bench.name]
+        records = run_benchmark(bench, generators[bench.name], out_dir, batch_size=batch_size, progress=progress,
+                                num_generations=k)
+        scores["num_samples"][bench.name] = len(records)
+        scores["metrics"][bench.name] = benchmark_metrics(records, k)
+        if bench.domain == "figfont":
+            scores["figfont_metrics"][bench.name] = figfont_summary(records)
+        sources = source_summary(records, k)
+        if sources is not None:
+            scores["by_source"][bench.name] = sources["by_source"]
+            scores["source_average"][bench.name] = sources["average"]
+    return scores
+
+
+def _summary(loaded, ks, settings, scores, objective: str, loss: Optional[str]) -> Dict[str, Any]:
+    """The summary.json of the run (see the module's docstring for its keys)."""
+    metrics = scores["metrics"]
+    accuracy = {name: m["first_sample"] for name, m in metrics.items()}
+    summary: Dict[str, Any] = {"objective": objective.strip()}
+    if loss is not None:
+        summary["loss"] = loss
+    summary.update({
+        "accuracy": accuracy,
+        "first_sample_accuracy": dict(accuracy),
+        "num_generations": {b.name: ks[b.name] for b in loaded},
+        "mean_at_k": {name: m["mean_at_k"] for name, m in metrics.items()},
+        "pass_at_k": {name: m["pass_at_k"] for name, m in metrics.items()},
+        "num_samples": scores["num_samples"],
+        "average": sum(accuracy.values()) / len(accuracy),
+        "skipped_rows": {b.name: dict(b.skipped) for b in loaded},
+        "sources": {b.name: b.source for b in loaded},
+    })
+    if settings is not None:
+        summary["sampling"] = {name: asdict(s) for name, s in settings.items()}
+    if scores["figfont_metrics"]:
+        summary["figfont_metrics"] = scores["figfont_metrics"]
+    if scores["by_source"]:
+        summary["by_source"], summary["source_average"] = scores["by_source"], scores["source_average"]
+    return summary
+
+
 def evaluate_benchmarks(
     benchmarks: Sequence[Union[str, LoadedBenchmark]],
     generate: Union[Generate, Mapping[str, Generate]],
@@ -229,64 +302,16 @@ def evaluate_benchmarks(
     keeps each benchmark's first that many problems. `objective` (and `loss`, the objective's
     name) label the run in the summary.
     """
-    if isinstance(benchmarks, (str, LoadedBenchmark)) or not benchmarks:
-        raise ValueError("benchmarks must be a non-empty list of benchmark names or loaded benchmarks")
-    if not callable(generate) and not isinstance(generate, Mapping):
-        raise ValueError("generate must be callable: list of prompts -> list of outputs")
-    _check_batch_size(batch_size)
-    if not isinstance(objective, str) or not objective.strip():
-        raise ValueError(f"objective must be a non-empty string, got {objective!r}")
-    if num_samples is not None and (not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1):
-        raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}")
-    given = [b.name if isinstance(b, LoadedBenchmark) else b for b in benchmarks]
-    if len(set(given)) != len(given):
-        raise ValueError(f"benchmarks must not repeat a name, got {given}")
-    generators = _per_benchmark(generate, given, "generate", _check_generate)
-    settings = None if sampling is None else _per_benchmark(sampling, given, "sampling", _check_sampling)
+    names = _check_arguments(benchmarks, generate, batch_size, objective, num_samples)
+    generators = _per_benchmark(generate, names, "generate", _check_generate)
+    settings = None if sampling is None else _per_benchmark(sampling, names, "sampling", _check_sampling)
     if settings is not None and num_generations == 1:
         num_generations = {name: s.num_generations for name, s in settings.items()}
-    ks = _per_benchmark(num_generations, given, "num_generations", _check_generations)
-    loaded = [b if isinstance(b, LoadedBenchmark) else load_benchmark(b, num_samples=num_samples) for b in benchmarks]
-    if num_samples is not None:
-        loaded = [LoadedBenchmark(b.name, b.domain, b.source, b.rows[:num_samples], b.rows_read, b.skipped) for b in loaded]
-    for bench in loaded:
-        if not bench.rows:
-            raise ValueError(f"benchmark {bench.name!r} has no rows to evaluate")
-
-    counts, metrics, figfont, by_source, source_average = {}, {}, {}, {}, {}
-    for bench in loaded:
-        k = ks[bench.name]
-        records = run_benchmark(bench, generators[bench.name], out_dir, batch_size=batch_size, progress=progress,
-                                num_generations=k)
-        counts[bench.name] = len(records)
-        metrics[bench.name] = benchmark_metrics(records, k)
-        if bench.domain == "figfont":
-            figfont[bench.name] = figfont_summary(records)
-        sources = source_summary(records, k)
-        if sources is not None:
-            by_source[bench.name], source_average[bench.name] = sources["by_source"], sources["average"]
-    accuracy = {name: m["first_sample"] for name, m in metrics.items()}
-    summary: Dict[str, Any] = {"objective": objective.strip()}
-    if loss is not None:
-        summary["loss"] = loss
-    summary.update({
-        "accuracy": accuracy,
-        "first_sample_accuracy": dict(accuracy),
-        "num_generations": {b.name: ks[b.name] for b in loaded},
-        "mean_at_k": {name: m["mean_at_k"] for name, m in metrics.items()},
-        "pass_at_k": {name: m["pass_at_k"] for name, m in metrics.items()},
-        "num_samples": counts,
-        "average": sum(accuracy.values()) / len(accuracy),
-        "skipped_rows": {b.name: dict(b.skipped) for b in loaded},
-        "sources": {b.name: b.source for b in loaded},
-    })
-    if settings is not None:
-        summary["sampling"] = {name: asdict(s) for name, s in settings.items()}
-    if figfont:
-        summary["figfont_metrics"] = figfont
-    if by_source:
-        summary["by_source"], summary["source_average"] = by_source, source_average
-    _write_summary(Path(out_dir) / SUMMARY_FILE, summary)
+    ks = _per_benchmark(num_generations, names, "num_generations", _check_generations)
+    loaded = _loaded(benchmarks, num_samples)
+    scores = _scores(loaded, generators, ks, out_dir, batch_size, progress)
+    summary = _summary(loaded, ks, settings, scores, objective, loss)
+    _write_summary(RunFolder(out_dir).summary, summary)
     return summary
 
 

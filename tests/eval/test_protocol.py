@@ -10,7 +10,7 @@ import pytest
 
 from nemo_beyond_nll.config import ConfigError
 from nemo_beyond_nll.domains.figfont.similarity import figfont_metrics, jaro, jaro_winkler
-from nemo_beyond_nll.eval.backends import vllm_generate
+from nemo_beyond_nll.eval.backends import load_vllm
 from nemo_beyond_nll.eval.benchmark_sets import grouped_rows, load_benchmark
 from nemo_beyond_nll.eval.compare import compare_runs
 from nemo_beyond_nll.eval.metrics import benchmark_metrics, pass_at_k
@@ -352,8 +352,8 @@ def test_vllm_returns_k_outputs_per_prompt(monkeypatch):
 
     llm_generate = lambda self, prompts, params, use_tqdm=True: [Result(p, 3) for p in prompts]  # noqa: E731
     monkeypatch.setattr(sys.modules["vllm"].LLM, "generate", llm_generate)
-    generate = vllm_generate("m", max_new_tokens=8, temperature=1.0, num_generations=3, seed=5)
+    generate = load_vllm("m", seed=5).generator(max_new_tokens=8, temperature=1.0, num_generations=3)
     assert calls["params"] == [{"n": 3, "temperature": 1.0, "top_p": 1.0, "max_tokens": 8, "seed": 5}]
     assert generate(["a", "b"]) == [["a-0", "a-1", "a-2"], ["b-0", "b-1", "b-2"]]
     with pytest.raises(ValueError, match="needs temperature > 0"):
-        vllm_generate("m", max_new_tokens=8, num_generations=3)
+        load_vllm("m").generator(max_new_tokens=8, num_generations=3)

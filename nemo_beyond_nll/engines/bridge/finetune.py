@@ -21,6 +21,7 @@ from typing import Iterator, List, Optional
 
 from ...config import ConfigError, is_auto, objective_from_config
 from ...data.schedule import optimizer_steps
+from ...run_folder import RunFolder, held
 
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
 # Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
@@ -52,17 +53,11 @@ def train_iters(cfg) -> Optional[int]:
                            cfg.data.drop_last)
 
 
-def run_paths(cfg) -> dict:
-    run_dir = Path(cfg.checkpoint.dir)
-    return {
-        "run": run_dir,
-        "checkpoints": run_dir / "checkpoints",
-        "tensorboard": run_dir / "tensorboard",
-        "dataset_root": run_dir / "dataset",
-        # One converted backbone serves every objective's run.
-        "pretrained": Path(cfg.model.pretrained_checkpoint
-                           or Path("runs/base_megatron") / str(cfg.model.hf_path).replace("/", "--")),
-    }
+def pretrained_checkpoint(cfg) -> Path:
+    """The Megatron checkpoint of the recipe's backbone: model.pretrained_checkpoint, else the one
+    `import` converts (outside the run folder: one converted backbone serves every objective's run)."""
+    return Path(cfg.model.pretrained_checkpoint
+                or Path("runs/base_megatron") / str(cfg.model.hf_path).replace("/", "--"))
 
 
 def precision(cfg) -> str:
@@ -76,7 +71,7 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
     optim.bf16 is not among them: it selects a MixedPrecisionConfig object (see `precision`).
     """
     iters = train_iters(cfg) if iters is None else iters
-    paths = run_paths(cfg)
+    folder = RunFolder.of(cfg)
     m, t, o = cfg.model, cfg.trainer, cfg.optim
     out = [
         f"model.tensor_model_parallel_size={m.tensor_parallel}",
@@ -108,12 +103,12 @@ def bridge_overrides(cfg, iters: Optional[int] = None) -> List[str]:
         "scheduler.weight_decay_incr_style=constant",
         f"optimizer.clip_grad={o.grad_clip}",
         f"scheduler.lr_decay_style={o.schedule}",  # the recipe's names are Megatron's
-        f"checkpoint.pretrained_checkpoint={paths['pretrained']}",
-        f"checkpoint.save={paths['checkpoints']}",
-        f"checkpoint.load={paths['checkpoints']}",
+        f"checkpoint.pretrained_checkpoint={pretrained_checkpoint(cfg)}",
+        f"checkpoint.save={folder.checkpoints}",
+        f"checkpoint.load={folder.checkpoints}",
         f"checkpoint.save_interval={t.save_interval}",
         f"logger.log_interval={t.log_interval}",
-        f"logger.tensorboard_dir={paths['tensorboard']}",
+        f"logger.tensorboard_dir={folder.tensorboard}",
     ]
     if iters is not None:
         out += [
@@ -156,11 +151,6 @@ def describe_parts(cfg) -> Iterator[str]:
     container = build_config(cfg, write_dataset_links=False, iters=iters or NOMINAL_TRAIN_ITERS, check=False)
     checked = validate_config(container, cfg)
     yield "# Megatron-Bridge ConfigContainer (passed ConfigContainer.validate()):\n" + config_yaml(checked, iters is None)
-
-
-def describe(cfg) -> str:
-    """The Bridge side of a dry run as one text (see `describe_parts`)."""
-    return "".join(describe_parts(cfg))
 
 
 def _plain(value):
@@ -315,7 +305,7 @@ def build_config(cfg, *, write_dataset_links: bool = True, iters: Optional[int] 
         raise ConfigError(f"model.hf_path {cfg.model.hf_path!r}: Megatron-Bridge cannot use it ({_one_line(err)})") from None
     container = base_recipe_on_backbone(_recipe_function(cfg.bridge.recipe), AutoBridge, backbone, cfg.bridge.recipe)
     container.tokenizer.tokenizer_model = cfg.model.hf_path
-    root = run_paths(cfg)["dataset_root"]
+    root = RunFolder.of(cfg).dataset
     if write_dataset_links:
         _link_dataset(cfg, root)
     container.dataset = _dataset_config(cfg, root)
@@ -378,7 +368,7 @@ def import_checkpoint(cfg) -> Path:
     """Convert the recipe's Hugging Face backbone to a Megatron checkpoint once (run on one process)."""
     from megatron.bridge import AutoBridge
 
-    target = run_paths(cfg)["pretrained"]
+    target = pretrained_checkpoint(cfg)
     if target.exists():
         return target
     AutoBridge.import_ckpt(cfg.model.hf_path, str(target))
@@ -388,33 +378,34 @@ def import_checkpoint(cfg) -> Path:
 def run_sft(cfg) -> int:
     """Fine-tune with Bridge's `finetune` and the recipe's objective; call under torchrun.
 
-    Global rank 0 locks the run folder first (utils/run_lock: a second run there fails at once) and
+    Global rank 0 holds the run folder's lock (run_folder.held: a second run there fails at once) and
     removes the temporary files that killed runs left in it.
     """
     from ...utils.files import remove_stale_temporaries
-    from ...utils.run_lock import acquire_on_rank_zero
 
-    if acquire_on_rank_zero(run_paths(cfg)["run"]) >= 0:
-        remove_stale_temporaries(run_paths(cfg)["run"])
-    from megatron.bridge.training.finetune import finetune
+    folder = RunFolder.of(cfg)
+    with held(folder.root) as lock_fd:
+        if lock_fd >= 0:
+            remove_stale_temporaries(folder.root)
+        from megatron.bridge.training.finetune import finetune
 
-    from .dataset_helpers import use_prebuilt_dataset_helpers
-    from ...megatron.step import ObjectiveForwardStep
+        from .dataset_helpers import use_prebuilt_dataset_helpers
+        from ...megatron.step import ObjectiveForwardStep
 
-    if not run_paths(cfg)["pretrained"].exists():
-        raise ConfigError(
-            f"no Megatron checkpoint at {run_paths(cfg)['pretrained']}: "
-            f"run `nemo-beyond-nll import --config <recipe>` once first"
-        )
-    if train_iters(cfg) is None:
-        raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
-    if is_auto(cfg):  # chosen once from the backbone's p on the first training rows, then kept
-        from .probe import auto_objective
+        if not pretrained_checkpoint(cfg).exists():
+            raise ConfigError(
+                f"no Megatron checkpoint at {pretrained_checkpoint(cfg)}: "
+                f"run `nemo-beyond-nll import --config <recipe>` once first"
+            )
+        if train_iters(cfg) is None:
+            raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
+        if is_auto(cfg):  # chosen once from the backbone's p on the first training rows, then kept
+            from .probe import auto_objective
 
-        objective = auto_objective(cfg, run_paths(cfg)["run"])
-    else:
-        objective = objective_from_config(cfg)
-    step = ObjectiveForwardStep(objective, cfg.trainer.hist_interval, cfg.model.loss_fusion, cfg.model.check_finite)
-    use_prebuilt_dataset_helpers()
-    finetune(build_config(cfg), step)
+            objective = auto_objective(cfg, folder)
+        else:
+            objective = objective_from_config(cfg)
+        step = ObjectiveForwardStep(objective, cfg.trainer.hist_interval, cfg.model.loss_fusion, cfg.model.check_finite)
+        use_prebuilt_dataset_helpers()
+        finetune(build_config(cfg), step)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from ...megatron.completions import completion_probabilities, gather_1d, probe_batches
+from ...run_folder import RunFolder
 
 
 def backbone_probabilities(cfg, rows, batch_size: int = 4):
@@ -68,7 +69,7 @@ def run_bridge_probe(cfg, num_examples: int = 512, batch_size: int = 4) -> int:
     return 0
 
 
-def auto_objective(cfg, run_dir: Path, batch_size: int = 4):
+def auto_objective(cfg, folder: RunFolder, batch_size: int = 4):
     """model.loss=auto on the Bridge engine (probe.decide_auto): from the backbone's p on the first
     model.auto_batches global batches' worth of training rows (the file's first rows), the probe's
     parallel state released before training. Call on every rank before training."""
@@ -83,8 +84,8 @@ def auto_objective(cfg, run_dir: Path, batch_size: int = 4):
         release_probe_state()
         return values
 
-    started = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("iter_*"))
-    choice, new = decide_auto(run_dir, cfg.model.auto_batches, measure, started=started, writer=dist.get_rank() == 0)
+    started = folder.checkpoints.is_dir() and any(folder.checkpoints.glob("iter_*"))
+    choice, new = decide_auto(folder.root, cfg.model.auto_batches, measure, started=started, writer=dist.get_rank() == 0)
     if new:
         dist.barrier()  # auto.json is on disk before any rank goes on
     return choice.objective

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from ...run_folder import LATEST
 from ...utils.files import atomic_write, atomic_write_text
 
 
@@ -23,7 +24,7 @@ def _step_dir(root: Path, step: int) -> Path:
 
 
 def latest_step(root: Path) -> Optional[int]:
-    pointer = Path(root) / "latest"
+    pointer = Path(root) / LATEST
     return int(pointer.read_text().strip()) if pointer.exists() else None
 
 
@@ -34,7 +35,7 @@ def save_checkpoint(root: Path, step: int, state: dict, *, rank: int, keep: int 
     atomic_write(target, lambda tmp: torch.save(state, tmp))
     dist.barrier()
     if rank == 0:
-        atomic_write_text(root / "latest", f"{step}\n")
+        atomic_write_text(root / LATEST, f"{step}\n")
         steps = sorted(int(p.name.split("_")[1]) for p in root.glob("step_*") if p.is_dir())
         kept = [s for s in steps if s <= step][-keep:]
         for old in steps:  # older steps, and later ones left by an interrupted save

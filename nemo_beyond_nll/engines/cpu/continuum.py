@@ -24,6 +24,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from ...core.objectives import get_objective
+from ...run_folder import RunFolder
 from .trainer import probe_base, train
 from ...utils.files import atomic_write, atomic_write_text
 
@@ -42,8 +43,8 @@ def seed_runs(cfg: DictConfig, parent: Path, name: str, common: dict) -> list:
     summaries = []
     for seed in cfg.continuum.seeds:
         run_dir = parent / slug(name) / f"seed{seed}"
-        if (run_dir / "summary.json").exists():
-            summaries.append(json.loads((run_dir / "summary.json").read_text()))
+        if RunFolder(run_dir).finished():
+            summaries.append(json.loads(RunFolder(run_dir).summary.read_text()))
         else:
             summaries.append(train(variant(cfg, run_dir, **common, **{
                 "model.loss": name, "model.loss_args": {}, "trainer.seed": seed, "data.seed": seed}), run_dir))
@@ -60,7 +61,7 @@ def run_continuum(cfg: DictConfig, out_dir: Path) -> list:
     base_cfg = variant(cfg, base_dir, **{"data.task": c.pretrain_task, "data.noise": 0.0, "model.loss": "nll",
                                           "model.loss_args": {}, "trainer.max_steps": c.pretrain_steps,
                                           "optim.lr": c.pretrain_lr})
-    if not (base_dir / "summary.json").exists():
+    if not RunFolder(base_dir).finished():
         train(base_cfg, base_dir)
 
     rows, probes = [], {}

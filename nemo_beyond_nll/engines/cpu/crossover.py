@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from ...config import AUTO
 from ...core.objectives import get_objective
 from ...probe import ASSUMPTION_P, PAPER_POINTS
+from ...run_folder import RunFolder
 from ...utils.files import atomic_write, atomic_write_text
 from .continuum import seed_runs, variant
 from .trainer import probe_base, train
@@ -43,7 +44,7 @@ def base_model(cfg: DictConfig, out_dir: Path, steps: int) -> Dict:
     if steps == 0:
         return {"model.pretrained_checkpoint": None}  # the random initialisation of each seed
     base_dir = out_dir / f"base{steps}"
-    if not (base_dir / "summary.json").exists():
+    if not RunFolder(base_dir).finished():
         train(variant(cfg, base_dir, **{"data.task": c.pretrain_task, "data.noise": 0.0, "model.loss": "nll",
                                         "model.loss_args": {}, "trainer.max_steps": steps,
                                         "optim.lr": c.pretrain_lr}), base_dir)

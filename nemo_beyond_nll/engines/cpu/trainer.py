@@ -35,6 +35,7 @@ from ...megatron.step import objective_loss_terms, supervised_labels, zero_kept_
 from .checkpoint import latest_step, load_checkpoint, remove_unfinished_steps, save_checkpoint
 from ...utils.files import atomic_write_text, read_jsonl, write_jsonl
 from ...probe import decide_auto, probability_histogram, read_auto_choice
+from ...run_folder import RunFolder
 from .metrics import MetricsLog
 from .plots import plot_training
 
@@ -162,8 +163,8 @@ def evaluate(model, examples: List[dict], tokenizer: CharTokenizer, cfg: DictCon
                "accuracy": {name: sum(v) / len(v) for name, v in groups.items()},
                "num_samples": {name: len(v) for name, v in groups.items()}, **(extra or {})}
     if rank == 0:
-        write_jsonl(run_dir / "eval" / "samples.jsonl", samples)
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_jsonl(RunFolder(run_dir).samples, samples)
+        atomic_write_text(RunFolder(run_dir).summary, json.dumps(summary, indent=2) + "\n")
     dist.barrier()  # other ranks may read the files next
     return summary
 
@@ -221,7 +222,7 @@ def load_base_weights(session: Session) -> None:
     base_dir = session.cfg.model.pretrained_checkpoint
     if not base_dir:
         return
-    base = load_checkpoint(Path(base_dir) / "checkpoints", rank=session.rank)
+    base = load_checkpoint(RunFolder(base_dir).checkpoints, rank=session.rank)
     if base is None:
         raise FileNotFoundError(f"no checkpoint under {base_dir}")
     session.model.load_state_dict(base["model"])
@@ -251,7 +252,7 @@ def probe_base(cfg: DictConfig, run_dir: Path, num_examples: int = 512):
 def evaluate_latest(cfg: DictConfig, run_dir: Path) -> dict:
     """Evaluate the run's latest checkpoint on the held-out set (the `eval` command of the CPU engine)."""
     session = start_session(cfg)
-    state = load_checkpoint(run_dir / "checkpoints", rank=session.rank)
+    state = load_checkpoint(RunFolder(run_dir).checkpoints, rank=session.rank)
     if state is None:
         raise FileNotFoundError(f"no checkpoint under {run_dir}")
     session.model.load_state_dict(state["model"])
@@ -281,8 +282,9 @@ class SFTRecipe:
 
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.log = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.folder = RunFolder(self.run_dir)
+        self.ckpt_dir = self.folder.checkpoints
+        self.log = MetricsLog(self.folder.metrics)
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -402,7 +404,7 @@ class SFTRecipe:
         extra = {}
         if self.rank == 0:
             warnings = [r["message"] for r in self.log.records("warning")]
-            plot_training(self.log.records("train"), self.log.records("prob_hist"), self.run_dir / "training.png",
+            plot_training(self.log.records("train"), self.log.records("prob_hist"), self.folder.training_plot,
                           f"{self.cfg.name}: {self.objective}")
             if warnings:
                 extra["warnings"] = warnings

@@ -37,17 +37,17 @@ def export_with_megatron_logits(recipe, overrides) -> int:
     from megatron.core import tensor_parallel
     from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
 
-    from nemo_beyond_nll.eval.backends import export_hf_checkpoint, latest_checkpoint
-    from nemo_beyond_nll.engines.bridge.finetune import run_paths
+    from nemo_beyond_nll.engines.bridge.evaluate import export_hf_checkpoint, latest_checkpoint
     from nemo_beyond_nll.engines.cpu.runtime import causal_mask
     from nemo_beyond_nll.recipe import load_recipe
+    from nemo_beyond_nll.run_folder import RunFolder
 
     cfg = load_recipe(recipe, overrides)
     exported = export_hf_checkpoint(cfg)  # Bridge's exporter starts (and ends) a process group of its own
     tokens = torch.arange(3, 3 + 24).reshape(2, 12)
     position_ids = torch.arange(12)[None].expand(2, -1)
     with temporary_distributed_context(backend="gloo"):
-        model = load_megatron_model(str(latest_checkpoint(run_paths(cfg)["checkpoints"])), use_cpu_init=True,
+        model = load_megatron_model(str(latest_checkpoint(RunFolder.of(cfg).checkpoints)), use_cpu_init=True,
                                     skip_temp_dist_context=True)
         model = model[0] if isinstance(model, list) else model
         model.eval()

@@ -10,7 +10,7 @@ from nemo_beyond_nll.engines.bridge.finetune import (
     base_recipe_on_backbone,
     bridge_overrides,
     count_rows,
-    describe,
+    describe_parts,
     precision,
     train_iters,
 )
@@ -81,7 +81,7 @@ def test_describe_without_an_importable_bridge_says_so_in_one_line(monkeypatch, 
         raise failure
 
     monkeypatch.setattr(bridge, "_import_bridge", broken)
-    text = describe(load_recipe(RECIPE))
+    text = "".join(describe_parts(load_recipe(RECIPE)))
     assert "from the row count of data.train" in text and "#   model.tensor_model_parallel_size=2" in text
     lines = [line for line in text.splitlines() if "megatron.bridge is not importable here" in line]
     assert len(lines) == 1 and type(failure).__name__ in lines[0] and "Traceback" not in text
@@ -132,10 +132,10 @@ def test_bridge_sft_locks_its_run_folder_before_anything_else(tmp_path):
     import subprocess
     import sys
 
-    from nemo_beyond_nll.utils.run_lock import RunLocked
+    from nemo_beyond_nll.run_folder import RunLocked
 
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nemo_beyond_nll.utils.run_lock import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nemo_beyond_nll.run_folder import "
                                "acquire; acquire(sys.argv[1], 'first'); print('locked', flush=True); time.sleep(600)",
                                str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
