@@ -1,4 +1,4 @@
-"""Regenerate the README's measured CPU figures from this checkout, with what they were measured on.
+"""Regenerate the measured CPU figures of the README and docs/probe.md from this checkout, with what they were measured on.
 
     python docs/regenerate.py                    # the main job's objectives, the continuum, the crossover
     python docs/regenerate.py --only main        # or --only continuum, --only crossover
@@ -8,7 +8,8 @@ Runs the README's commands as a user would (`nemo-beyond-nll sft --config recipe
 model.loss=...`, `nemo-beyond-nll continuum ...`) into a scratch folder, then writes
 `docs/figures.json` (the commit, the package versions, the machine's CPU count, the worker threads
 and the load average beside every figure and wall time), `docs/continuum.md`, `docs/continuum.png`,
-`docs/crossover.md`, `docs/crossover.png` and `docs/tiny_cpu_training.png`. `tests/test_readme.py` checks that the README quotes these files.
+`docs/crossover.md`, `docs/crossover.png` and `docs/tiny_cpu_training.png`. `tests/test_readme.py` checks that the README and
+docs/probe.md quote these files.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
             if args.only in (None, part):
                 figures[part] = {"environment": environment(), "results": measure(scratch)}
                 FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {FIGURES.relative_to(ROOT)}; quote it in README.md (tests/test_readme.py checks)")
+    print(f"wrote {FIGURES.relative_to(ROOT)}; quote it in README.md and docs/probe.md (tests/test_readme.py checks)")
     return 0
 
 
