@@ -26,7 +26,8 @@ AUTOMODEL = ["nemo-automodel==0.7.0"]
 # Hugging Face Trainer and TRL (nemo_beyond_nll.hf): the versions tests/hf pins. Not in `all`, for the same reason.
 HF = ["transformers==5.25.0", "trl==1.16.0"]
 # triton runs the kernel tests on CPU through its interpreter (TRITON_INTERPRET=1).
-TEST = ["pytest>=8", "hypothesis>=6", "triton==3.9.0"] + DATA
+# mkdocs builds docs/ in strict mode in the default suite (tests/test_docs.py).
+TEST = ["pytest>=8", "hypothesis>=6", "triton==3.9.0", "mkdocs==1.6.1"] + DATA
 
 setup(
     name="nemo_beyond_nll",

@@ -1,14 +1,16 @@
-"""Regenerate the README's measured CPU figures from this checkout, with what they were measured on.
+"""Regenerate the measured CPU figures of the README and docs/probe.md from this checkout, with what they were measured on.
 
     python docs/regenerate.py                    # the main job's objectives, the continuum, the crossover
-    python docs/regenerate.py --only main        # or --only continuum, --only crossover
+    python docs/regenerate.py --only main        # or --only continuum, --only crossover, --only kill_storm
     python docs/regenerate.py --only crossover --scratch runs/figures   # keep the runs: a rerun skips finished ones
 
 Runs the README's commands as a user would (`nemo-beyond-nll sft --config recipes/tiny_cpu.yaml
 model.loss=...`, `nemo-beyond-nll continuum ...`) into a scratch folder, then writes
 `docs/figures.json` (the commit, the package versions, the machine's CPU count, the worker threads
 and the load average beside every figure and wall time), `docs/continuum.md`, `docs/continuum.png`,
-`docs/crossover.md`, `docs/crossover.png` and `docs/tiny_cpu_training.png`. `tests/test_readme.py` checks that the README quotes these files.
+`docs/crossover.md`, `docs/crossover.png` and `docs/tiny_cpu_training.png`; and the kill storm's
+report (`benchmarks/kill_storm.py` on the main job, 20 signals). `tests/test_readme.py` checks that the README and
+docs/probe.md quote these files.
 """
 
 from __future__ import annotations
@@ -107,7 +109,19 @@ def crossover(scratch: Path) -> dict:
     return experiment(scratch, "crossover", "crossover.json", "rows")
 
 
-PARTS = {"main": main_job, "continuum": continuum, "crossover": crossover}
+def kill_storm(scratch: Path) -> dict:
+    """benchmarks/kill_storm.py as shipped (20 signals on the main job, seed 0): its report, less the
+    per-run list."""
+    out = scratch / "kill_storm"
+    shutil.rmtree(out, ignore_errors=True)  # the storm wants fresh folders
+    command = ["benchmarks/kill_storm.py", "--out", str(out)]
+    timing = timed([sys.executable, *command])
+    report = json.loads((out / "kill_storm.json").read_text())
+    report.pop("events")
+    return {"command": "python " + " ".join(command[:1]), **report, **timing}
+
+
+PARTS = {"main": main_job, "continuum": continuum, "crossover": crossover, "kill_storm": kill_storm}
 
 
 def main(argv=None) -> int:
@@ -123,7 +137,7 @@ def main(argv=None) -> int:
             if args.only in (None, part):
                 figures[part] = {"environment": environment(), "results": measure(scratch)}
                 FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {FIGURES.relative_to(ROOT)}; quote it in README.md (tests/test_readme.py checks)")
+    print(f"wrote {FIGURES.relative_to(ROOT)}; quote it in README.md and docs/probe.md (tests/test_readme.py checks)")
     return 0
 
 

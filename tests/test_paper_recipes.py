@@ -80,7 +80,7 @@ def test_published_file_is_complete():
                 count += len(figures)
                 if "Avg" in figures:  # a typo shows as an average far from its row
                     row = [v for k, v in figures.items() if k != "Avg"]
-                    # medical: the printed averages sit 0.6-3.6 below the ten columns' mean (see the README)
+                    # medical: the printed averages sit 0.6-3.6 below the ten columns' mean (see docs/reproducing.md)
                     bound = 0.2 if table == "math" else 4.0
                     assert abs(figures["Avg"] - sum(row) / len(row)) < bound, (recipe, objective)
     assert count == 252  # every figure of Tables 1-3

@@ -1,5 +1,6 @@
-"""Every shipped AutoModel recipe (recipes/automodel/*.yaml), and the README's one-line switch, through
-NeMo AutoModel's own config loader and the typed config its fine-tuning recipe builds from it."""
+"""Every shipped AutoModel recipe (recipes/automodel/*.yaml), and the one-line switch of the README and
+docs/automodel.md, through NeMo AutoModel's own config loader and the typed config its fine-tuning recipe
+builds from it."""
 
 from __future__ import annotations
 
@@ -66,14 +67,19 @@ def test_recipe_builds_our_loss_with_the_papers_settings(path):
 
 
 def readme_switch() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(re.escape(README_MARK) + r"\n```yaml\n(.*?)```", text, re.S)
-    assert len(blocks) == 1, "the README's AutoModel switch block is missing"
-    return blocks[0]
+    """The marked loss_fn block: one in the README and one in docs/automodel.md, the same line."""
+    blocks = {}
+    for name in ("README.md", "docs/automodel.md"):
+        text = (REPO / name).read_text(encoding="utf-8")
+        found = re.findall(re.escape(README_MARK) + r"\n```yaml\n(.*?)```", text, re.S)
+        assert len(found) == 1, f"{name}'s AutoModel switch block is missing"
+        blocks[name] = found[0]
+    assert blocks["README.md"] == blocks["docs/automodel.md"], "the README's and the guide's switch differ"
+    return blocks["README.md"]
 
 
 def test_readme_switch_builds_the_threshold_loss(tmp_path):
-    """The README's loss_fn line, verbatim, in place of a shipped recipe's loss_fn."""
+    """The README's (and the guide's) loss_fn line, verbatim, in place of a shipped recipe's loss_fn."""
     switch = yaml.safe_load(readme_switch())
     raw = yaml.safe_load(RECIPES[0].read_text(encoding="utf-8"))
     raw.update(switch)

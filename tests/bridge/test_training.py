@@ -185,7 +185,7 @@ def test_data_parallel_2_trains_another_grouping_under_micro_batch(reduction_run
     # The same tokens kept, the same pooled mean; only the grouping, hence the objective, differs.
     assert sum(m["kept"] for m in micro_batches(two, 1)) == sum(m["kept"] for m in micro_batches(one, 1))
     assert pooled_mean(two, 1) == pytest.approx(pooled_mean(one, 1), rel=1e-6)
-    # The size of the difference (README, model.loss_reduction), with margin: measured relative
+    # The size of the difference (docs/reproducing.md, the micro-batch reduction), with margin: measured relative
     # differences 4.8e-4 (loss) and 3.6e-3 (grad norm) at step 1, at most 3.4e-3 and 3.1e-2 over the
     # four steps, as the two runs' weights drift apart.
     for tag, first, after in (("loss", 2e-3, 1.5e-2), ("grad-norm", 1.5e-2, 0.12)):
