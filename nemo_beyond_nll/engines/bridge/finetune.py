@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from ...config import ConfigError, is_auto, objective_from_config
+from ...config import ConfigError, is_auto, objective_from_config, recipe_code_problem
 from ...data.schedule import optimizer_steps
 from ...run_folder import RunFolder, held
 
@@ -182,9 +182,14 @@ def config_yaml(container, schedule_at_launch: bool = False) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _recipe_function(dotted: Optional[str]):
+def _recipe_function(dotted: Optional[str], trusted: bool = False):
+    """The recipe's base recipe function; one outside Megatron-Bridge's own recipes only when trusted
+    (checked again here, before the import, for callers that skip the recipe's validation)."""
     if not dotted:
         raise ConfigError("bridge.recipe is required with engine=bridge (a Megatron-Bridge recipe function)")
+    problem = recipe_code_problem(dotted, trusted)
+    if problem:
+        raise ConfigError(problem)
     module, _, name = dotted.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -303,7 +308,8 @@ def build_config(cfg, *, write_dataset_links: bool = True, iters: Optional[int] 
         backbone = AutoBridge.from_hf_pretrained(source)
     except Exception as err:  # noqa: BLE001 - an unsupported architecture, an unreadable config
         raise ConfigError(f"model.hf_path {cfg.model.hf_path!r}: Megatron-Bridge cannot use it ({_one_line(err)})") from None
-    container = base_recipe_on_backbone(_recipe_function(cfg.bridge.recipe), AutoBridge, backbone, cfg.bridge.recipe)
+    container = base_recipe_on_backbone(_recipe_function(cfg.bridge.recipe, cfg.bridge.trust_recipe_code),
+                                        AutoBridge, backbone, cfg.bridge.recipe)
     container.tokenizer.tokenizer_model = cfg.model.hf_path
     root = RunFolder.of(cfg).dataset
     if write_dataset_links:

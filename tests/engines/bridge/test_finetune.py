@@ -146,3 +146,15 @@ def test_bridge_sft_locks_its_run_folder_before_anything_else(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_engine_imports_a_foreign_recipe_function_only_when_trusted(tmp_path, monkeypatch):
+    # A module that records its import: refused, it must not even be imported.
+    (tmp_path / "foreign_recipe_module.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('imported').touch()\ndef recipe():\n    return 'called'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="set bridge.trust_recipe_code=true"):
+        bridge._recipe_function("foreign_recipe_module.recipe")
+    assert not (tmp_path / "imported").exists()
+    assert bridge._recipe_function("foreign_recipe_module.recipe", trusted=True)() == "called"
+    assert (tmp_path / "imported").exists()
