@@ -249,13 +249,20 @@ def check_world_size(cfg, world: int, processes: str) -> None:
 
 def check_started_world(cfg, environ=None) -> None:
     """The world-size checks again on the processes torchrun really started (its WORLD_SIZE, which a
-    hand-written torchrun command may set apart from the recipe's launch values); nothing outside
-    torchrun."""
+    hand-written torchrun command may set apart from the recipe's launch values); call in every rank
+    before any model is built. A mismatch is a ConfigError on each node's LOCAL_RANK 0 and a silent
+    exit 2 on the other ranks, so that the one line is printed once per node. Nothing outside torchrun."""
     import os
 
     environ = os.environ if environ is None else environ
-    if "WORLD_SIZE" in environ:
+    if "WORLD_SIZE" not in environ:
+        return
+    try:
         check_world_size(cfg, int(environ["WORLD_SIZE"]), "processes torchrun started (WORLD_SIZE)")
+    except ConfigError:
+        if environ.get("LOCAL_RANK", "0") != "0":
+            raise SystemExit(2) from None
+        raise
 
 
 # Where Megatron-Bridge keeps its own recipe functions: the only ones a recipe may name without opting in.

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from ...config import ConfigError, is_auto, objective_from_config, recipe_code_problem
+from ...config import ConfigError, check_started_world, is_auto, objective_from_config, recipe_code_problem
 from ...data.schedule import optimizer_steps
 from ...run_folder import RunFolder, held
 
@@ -384,11 +384,14 @@ def import_checkpoint(cfg) -> Path:
 def run_sft(cfg) -> int:
     """Fine-tune with Bridge's `finetune` and the recipe's objective; call under torchrun.
 
+    Every rank first checks the recipe's parallel sizes against the processes torchrun started (a
+    hand-written torchrun command may start others than launch.nnodes x launch.nproc_per_node).
     Global rank 0 holds the run folder's lock (run_folder.held: a second run there fails at once) and
     removes the temporary files that killed runs left in it.
     """
     from ...utils.files import remove_stale_temporaries
 
+    check_started_world(cfg)
     folder = RunFolder.of(cfg)
     with held(folder.root) as lock_fd:
         if lock_fd >= 0:
