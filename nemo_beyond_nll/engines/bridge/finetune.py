@@ -21,7 +21,7 @@ from typing import Iterator, List, Optional
 
 from ...config import ConfigError, check_started_world, is_auto, objective_from_config, recipe_code_problem
 from ...data.schedule import optimizer_steps
-from ...run_folder import RunFolder, held
+from ...run_folder import RunFolder, held, record_config
 
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
 # Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
@@ -387,20 +387,13 @@ def run_sft(cfg) -> int:
     Every rank first checks the recipe's parallel sizes against the processes torchrun started (a
     hand-written torchrun command may start others than launch.nnodes x launch.nproc_per_node).
     Global rank 0 holds the run folder's lock (run_folder.held: a second run there fails at once) and
-    removes the temporary files that killed runs left in it.
+    records the config as the CPU engine does (run_folder.record_config: the temporary files of killed
+    runs swept, a rerun's changes kept in config_history.jsonl, changes to the keys a checkpoint
+    depends on refused).
     """
-    from ...utils.files import remove_stale_temporaries
-
     check_started_world(cfg)
     folder = RunFolder.of(cfg)
     with held(folder.root) as lock_fd:
-        if lock_fd >= 0:
-            remove_stale_temporaries(folder.root)
-        from megatron.bridge.training.finetune import finetune
-
-        from .dataset_helpers import use_prebuilt_dataset_helpers
-        from ...megatron.step import ObjectiveForwardStep
-
         if not pretrained_checkpoint(cfg).exists():
             raise ConfigError(
                 f"no Megatron checkpoint at {pretrained_checkpoint(cfg)}: "
@@ -408,6 +401,13 @@ def run_sft(cfg) -> int:
             )
         if train_iters(cfg) is None:
             raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
+        if lock_fd >= 0:
+            record_config(cfg, "train")
+        from megatron.bridge.training.finetune import finetune
+
+        from .dataset_helpers import use_prebuilt_dataset_helpers
+        from ...megatron.step import ObjectiveForwardStep
+
         if is_auto(cfg):  # chosen once from the backbone's p on the first training rows, then kept
             from .probe import auto_objective
 
