@@ -36,7 +36,7 @@ def test_training_settings_translate_to_bridge_keys(tmp_path):
     assert o["optimizer.lr"] == "5e-05" and o["optimizer.adam_beta2"] == "0.95"
     assert o["optimizer.weight_decay"] == "0.01" and o["optimizer.clip_grad"] == "1.0"
     assert o["model.calculate_per_token_loss"] == "true"
-    assert o["checkpoint.save"] == "runs/qwen2.5-math-7b_math_neg_p/checkpoints"
+    assert o["checkpoint.save"] == o["checkpoint.load"] == "runs/qwen2.5-math-7b_math_neg_p/checkpoints"
     assert o["checkpoint.pretrained_checkpoint"] == "runs/base_megatron/Qwen--Qwen2.5-Math-7B"
     assert o["checkpoint.save_interval"] == "50"
 
