@@ -24,7 +24,7 @@ import sys
 from . import engines, reproduce
 from .config import ConfigError
 from .recipe import input_problems, load_recipe, resolved_yaml
-from .run_folder import RunRefused
+from .run_folder import RunRefused, held_output
 
 EXIT_USAGE = 2
 
@@ -73,10 +73,11 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _built(domain: str, build_call):
-    """The report of a data build; its failures as one-line CLI errors."""
+def _built(domain: str, out: str, build_call):
+    """The report of a data build, with `out` locked for it; its failures as one-line CLI errors."""
     try:
-        return build_call()
+        with held_output(out):  # a second build into `out` fails at once (RunLocked) naming this one
+            return build_call()
     except OSError as err:  # an unreachable hub, a missing file
         raise CLIError(f"cannot read the {domain} source: {str(err).splitlines()[0]}") from None
     except ValueError as err:
@@ -103,7 +104,7 @@ def cmd_data_paper(args) -> int:
     if args.test_size is not None and (args.domain != "figfont" or args.test_size < 1):
         raise CLIError(f"--test-size takes a number >= 1 and applies to figfont only, got {args.test_size} for {args.domain}")
     out = args.out or f"data/paper/{args.domain}_{family}"
-    report = _built(args.domain, lambda: build_paper(
+    report = _built(args.domain, out, lambda: build_paper(
         args.domain, args.source, out, family=family,
         chat_template=hf_chat_template(tokenizer) if tokenizer is not None else None,
         tokenizer=tokenizer if args.max_length else None, max_length=args.max_length, limit=args.limit,
@@ -134,7 +135,7 @@ def cmd_data(args) -> int:
     elif args.chat_template or args.max_length:
         raise CLIError("--chat-template and --max-length need --tokenizer (the backbone's Hugging Face id)")
     out = args.out or f"data/{args.domain}"
-    report = _built(args.domain, lambda: build(args.domain, args.source, out, **options))
+    report = _built(args.domain, out, lambda: build(args.domain, args.source, out, **options))
     print(json.dumps({k: report[k] for k in ("rows_read", "kept", "train", "validation", "dropped") if k in report}, indent=2))
     print(f"wrote {out}/train.jsonl, validation.jsonl and report.json", file=sys.stderr)
     return 0

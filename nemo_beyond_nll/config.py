@@ -227,3 +227,53 @@ def objective_from_config(cfg) -> Objective:
         return get_objective("nll" if name is None else name, **args)
     except ValueError as err:
         raise ConfigError(f"model.loss: {err}") from None
+
+
+def check_world_size(cfg, world: int, processes: str) -> None:
+    """The model-parallel group (tensor x pipeline x context parallel) divides `world` processes, and
+    the global batch is a multiple of the micro batch times the data-parallel size; `processes` says
+    where `world` comes from. The recipe's validation runs it on the launch values, each rank at
+    start-up on torchrun's WORLD_SIZE (`check_started_world`)."""
+    m, t = cfg.model, cfg.trainer
+    model_parallel = m.tensor_parallel * m.pipeline_parallel * m.context_parallel
+    if world % model_parallel:
+        raise ConfigError(
+            f"model.tensor_parallel x pipeline_parallel x context_parallel = {model_parallel} does not divide the "
+            f"{world} {processes}")
+    data_parallel = world // model_parallel
+    if t.global_batch_size % (t.micro_batch_size * data_parallel):
+        raise ConfigError(
+            f"trainer.global_batch_size={t.global_batch_size} is not a multiple of "
+            f"trainer.micro_batch_size={t.micro_batch_size} x data-parallel size {data_parallel}")
+
+
+def check_started_world(cfg, environ=None) -> None:
+    """The world-size checks again on the processes torchrun really started (its WORLD_SIZE, which a
+    hand-written torchrun command may set apart from the recipe's launch values); call in every rank
+    before any model is built. A mismatch is a ConfigError on each node's LOCAL_RANK 0 and a silent
+    exit 2 on the other ranks, so that the one line is printed once per node. Nothing outside torchrun."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in environ:
+        return
+    try:
+        check_world_size(cfg, int(environ["WORLD_SIZE"]), "processes torchrun started (WORLD_SIZE)")
+    except ConfigError:
+        if environ.get("LOCAL_RANK", "0") != "0":
+            raise SystemExit(2) from None
+        raise
+
+
+# Where Megatron-Bridge keeps its own recipe functions: the only ones a recipe may name without opting in.
+BRIDGE_RECIPES = "megatron.bridge.recipes."
+
+
+def recipe_code_problem(recipe, trusted: bool):
+    """Why bridge.recipe may not be imported and called, or None: a function outside Megatron-Bridge's
+    own recipes runs code the recipe names (its module's import, the call), so it needs
+    bridge.trust_recipe_code=true."""
+    if not recipe or trusted or str(recipe).startswith(BRIDGE_RECIPES):
+        return None
+    return (f"bridge.recipe {recipe!r} is not one of Megatron-Bridge's recipe functions ({BRIDGE_RECIPES}*): "
+            f"calling it runs code the recipe names; set bridge.trust_recipe_code=true if you trust it")

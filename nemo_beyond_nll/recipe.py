@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import AUTO, ConfigError, apply_overrides, check_auto, is_auto, load_config, objective_from_config
+from .config import (AUTO, ConfigError, apply_overrides, check_auto, check_world_size, is_auto, load_config,
+                     objective_from_config, recipe_code_problem)
 from .data.pipeline import SplitFileError, check_split_file
 from .data.synthetic import task_names
 
@@ -116,6 +117,9 @@ class LaunchSection:
 @dataclass
 class BridgeSection:
     recipe: Optional[str] = None  # dotted path of a Megatron-Bridge recipe function giving the base config
+    # A recipe function outside megatron.bridge.recipes is code the recipe runs (its module's import and
+    # the call): refused unless this is true (see docs/security.md)
+    trust_recipe_code: bool = False
     overrides: List[str] = field(default_factory=list)  # Hydra overrides applied to Bridge's ConfigContainer
 
 
@@ -250,6 +254,7 @@ def validate(cfg: DictConfig) -> None:
     _check_continuum(cfg)
     _check_parallel_sizes(cfg)
     _check_engine_needs(cfg)
+    _check_recipe_code(cfg)
     _validate_sampling(cfg)
     _validate_reduction(cfg)
 
@@ -341,22 +346,12 @@ def _check_parallel_sizes(cfg: DictConfig) -> None:
     """The model-parallel group divides the processes (known for GPU recipes: nodes x GPUs per node;
     the cpu engine starts one per tensor-parallel rank, and runs tensor parallelism only), and the
     global batch the micro batches of every data-parallel rank."""
-    m, t = cfg.model, cfg.trainer
+    m = cfg.model
     if cfg.engine == "cpu":
         for key in ("pipeline_parallel", "context_parallel"):
             if m[key] != 1:
                 raise ConfigError(f"the cpu engine runs tensor parallelism only: model.{key} must be 1")
-    model_parallel = m.tensor_parallel * m.pipeline_parallel * m.context_parallel
-    world = world_size(cfg)
-    if world % model_parallel:
-        raise ConfigError(
-            f"model.tensor_parallel x pipeline_parallel x context_parallel = {model_parallel} does not divide the "
-            f"{world} GPUs of launch.nnodes x launch.nproc_per_node")
-    data_parallel = world // model_parallel
-    if t.global_batch_size % (t.micro_batch_size * data_parallel):
-        raise ConfigError(
-            f"trainer.global_batch_size={t.global_batch_size} is not a multiple of "
-            f"trainer.micro_batch_size={t.micro_batch_size} x data-parallel size {data_parallel}")
+    check_world_size(cfg, world_size(cfg), "GPUs of launch.nnodes x launch.nproc_per_node")
 
 
 def _check_engine_needs(cfg: DictConfig) -> None:
@@ -371,6 +366,13 @@ def _check_engine_needs(cfg: DictConfig) -> None:
                    f"a multiple of model.tensor_parallel ({m.tensor_parallel})", m.tiny[key])
         if cfg.data.train is not None and not cfg.data.validation:
             raise ConfigError("data.validation is required with data.train on the cpu engine (the held-out prompts)")
+
+
+def _check_recipe_code(cfg: DictConfig) -> None:
+    """bridge.recipe names Megatron-Bridge's own recipe function, unless the recipe opts in."""
+    problem = recipe_code_problem(cfg.bridge.recipe, cfg.bridge.trust_recipe_code)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _validate_reduction(cfg: DictConfig) -> None:

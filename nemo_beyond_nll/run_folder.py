@@ -156,11 +156,16 @@ def describe_holder(holder: dict) -> str:
     return text
 
 
-def acquire(run_dir, command: Optional[str] = None) -> int:
+RUN_REFUSAL = ("run folder", "wait for that run to end, or give this one another checkpoint.dir")
+BUILD_REFUSAL = ("data folder", "wait for that build to end, or give this one another --out")
+
+
+def acquire(run_dir, command: Optional[str] = None, refusal: tuple = RUN_REFUSAL) -> int:
     """Lock `run_dir` (created if missing); returns the locked file descriptor (`release` it).
 
     Raises RunLocked, naming the holder, when another open file of the lock is locked: another
-    process, or an earlier `acquire` in this one that was not released.
+    process, or an earlier `acquire` in this one that was not released. `refusal`: what the folder
+    is, and what to do instead, for that one line.
     """
     folder = RunFolder(run_dir)
     folder.root.mkdir(parents=True, exist_ok=True)
@@ -170,8 +175,7 @@ def acquire(run_dir, command: Optional[str] = None) -> int:
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        raise RunLocked(f"run folder {folder.root} is in use by {describe_holder(holder)}: wait for that run to "
-                        f"end, or give this one another checkpoint.dir") from None
+        raise RunLocked(f"{refusal[0]} {folder.root} is in use by {describe_holder(holder)}: {refusal[1]}") from None
     info = {"pid": os.getpid(), "host": socket.gethostname(),
             "command": command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -186,18 +190,34 @@ def release(fd: int) -> None:
 
 
 @contextmanager
-def held(run_dir) -> Iterator[int]:
+def held(run_dir, refusal: tuple = RUN_REFUSAL) -> Iterator[int]:
     """The run folder locked for one command: on global rank 0 of a torchrun group (or outside
     torchrun) yields the locked file descriptor, on the other ranks -1 (they write nothing that
     rank 0 does not coordinate). Each command takes it once, after checking its inputs."""
     if int(os.environ.get("RANK", "0")) != 0:
         yield -1
         return
-    fd = acquire(run_dir, shlex.join(["nemo-beyond-nll", *sys.argv[1:]]))
+    fd = acquire(run_dir, shlex.join(["nemo-beyond-nll", *sys.argv[1:]]), refusal)
     try:
         yield fd
     finally:
         release(fd)
+
+
+@contextmanager
+def held_output(out_dir) -> Iterator[int]:
+    """`held` for a folder a command fills from its inputs (a `data` build): a second build into it
+    fails at once naming the holder. A folder made only for the lock, and left empty by the build,
+    goes again with the lock (the lock file is hidden, and no reader takes it for data)."""
+    folder = RunFolder(out_dir)
+    made = not folder.root.exists()
+    with held(folder.root, BUILD_REFUSAL) as fd:
+        try:
+            yield fd
+        finally:
+            if made and fd >= 0 and [p.name for p in folder.root.iterdir()] == [LOCK]:
+                folder.lock.unlink()
+                folder.root.rmdir()
 
 
 # The config and what a rerun may change ------------------------------------------------------------

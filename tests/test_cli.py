@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from nemo_beyond_nll.cli import main
+from nemo_beyond_nll.data.pipeline import check_complete
+from nemo_beyond_nll.run_folder import RunFolder
 
 ROOT = Path(__file__).parents[1]
 TINY = str(ROOT / "recipes" / "tiny_cpu.yaml")
@@ -172,3 +175,34 @@ def test_help_does_not_offer_plus_for_new_keys(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "+new.key" not in out and "new keys only inside `model.loss_args`" in out
+
+
+def test_a_second_data_build_into_a_folder_being_built_fails_at_once_naming_the_first(tmp_path):
+    out = tmp_path / "ff"
+    build = [sys.executable, "-m", "nemo_beyond_nll", "data", "figfont", "--size", "20", "--out", str(out)]
+    assert subprocess.run(build, capture_output=True).returncode == 0
+    report = (out / "report.json").read_text()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nemo_beyond_nll.run_folder import "
+                               "acquire; acquire(sys.argv[1], 'the first build'); print('locked', flush=True); "
+                               "time.sleep(600)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = subprocess.run(build, capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == (f"nemo-beyond-nll: error: data folder {out} is in use by pid {holder.pid} on "
+                               f"{socket.gethostname()}, `the first build`, since "
+                               f"{json.loads(RunFolder(out).lock.read_text())['started']}: wait for that build to end, "
+                               f"or give this one another --out\n")
+        # The first build's folder is as it was: complete, its report untouched.
+        assert (out / "report.json").read_text() == report and not (out / ".incomplete").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock file is no data: the folder reads as a complete build, and builds again.
+    check_complete(out / "train.jsonl")
+    assert main(["data", "figfont", "--size", "20", "--out", str(out)]) == 0
+
+
+def test_a_data_build_that_writes_nothing_leaves_no_folder_for_its_lock(tmp_path, capsys):
+    assert main(["data", "math", "--source", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()

@@ -125,3 +125,29 @@ def test_gpu_parallel_sizes_fit_the_world(overrides, message):
 def test_cpu_validation_file_is_required_with_a_train_file(tmp_path):
     with pytest.raises(ConfigError, match="data.validation is required"):
         load_recipe(Path(__file__).parents[1] / "recipes" / "tiny_cpu.yaml", [f"data.train={tmp_path}/t.jsonl"])
+
+
+GPU_RECIPE = Path(__file__).parents[1] / "recipes" / "qwen2.5-math-7b_math.yaml"
+FOREIGN_RECIPE = "os.getcwd"  # any importable zero-argument callable outside Megatron-Bridge's recipes
+
+
+def test_a_recipe_function_outside_megatron_bridge_is_refused_naming_the_opt_in(capsys):
+    from nemo_beyond_nll.cli import main
+
+    with pytest.raises(ConfigError) as err:
+        load_recipe(GPU_RECIPE, [f"bridge.recipe={FOREIGN_RECIPE}"])
+    assert str(err.value) == (f"bridge.recipe '{FOREIGN_RECIPE}' is not one of Megatron-Bridge's recipe functions "
+                              f"(megatron.bridge.recipes.*): calling it runs code the recipe names; "
+                              f"set bridge.trust_recipe_code=true if you trust it")
+    # A dry run refuses it too, in one line, before anything else is printed.
+    assert main(["sft", "--config", str(GPU_RECIPE), "--dry-run", f"bridge.recipe={FOREIGN_RECIPE}"]) == 2
+    out, errors = capsys.readouterr()
+    assert out == "" and errors.count("\n") == 1 and "bridge.trust_recipe_code=true" in errors
+
+
+def test_a_trusted_recipe_function_and_megatron_bridges_own_are_accepted():
+    cfg = load_recipe(GPU_RECIPE, [f"bridge.recipe={FOREIGN_RECIPE}", "bridge.trust_recipe_code=true"])
+    assert cfg.bridge.recipe == FOREIGN_RECIPE and cfg.bridge.trust_recipe_code
+    assert not load_recipe(GPU_RECIPE).bridge.trust_recipe_code  # the paper's recipes need no opt-in
+    with pytest.raises(ConfigError, match="megatron.bridge.recipes"):  # a look-alike prefix is not Bridge's
+        load_recipe(GPU_RECIPE, ["bridge.recipe=megatron.bridge.recipesx.fn"])

@@ -17,7 +17,8 @@ if [ ! -f "$recipe" ]; then
   echo "$0: recipe not found: $recipe" >&2
   exit 2
 fi
-cmd=(torchrun
+# torchrun through the package's wrapper: stopped by a signal, the run's stop line comes last (no traceback).
+cmd=(python -m nemo_beyond_nll.engines.torchrun --stop-line
   --nnodes="${NNODES:-1}"
   --node_rank="${NODE_RANK:-0}"
   --nproc_per_node="${GPUS_PER_NODE:-8}"

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from ...config import ConfigError, is_auto, objective_from_config
+from ...config import ConfigError, check_started_world, is_auto, objective_from_config, recipe_code_problem
 from ...data.schedule import optimizer_steps
-from ...run_folder import RunFolder, held
+from ...run_folder import RunFolder, held, record_config
 
 # Without the training file (a dry run before the data is built) the schedule's length is unknown:
 # Bridge's validate() runs with this nominal length, and the printed config shows AT_LAUNCH instead.
@@ -182,9 +182,14 @@ def config_yaml(container, schedule_at_launch: bool = False) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _recipe_function(dotted: Optional[str]):
+def _recipe_function(dotted: Optional[str], trusted: bool = False):
+    """The recipe's base recipe function; one outside Megatron-Bridge's own recipes only when trusted
+    (checked again here, before the import, for callers that skip the recipe's validation)."""
     if not dotted:
         raise ConfigError("bridge.recipe is required with engine=bridge (a Megatron-Bridge recipe function)")
+    problem = recipe_code_problem(dotted, trusted)
+    if problem:
+        raise ConfigError(problem)
     module, _, name = dotted.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -303,7 +308,8 @@ def build_config(cfg, *, write_dataset_links: bool = True, iters: Optional[int] 
         backbone = AutoBridge.from_hf_pretrained(source)
     except Exception as err:  # noqa: BLE001 - an unsupported architecture, an unreadable config
         raise ConfigError(f"model.hf_path {cfg.model.hf_path!r}: Megatron-Bridge cannot use it ({_one_line(err)})") from None
-    container = base_recipe_on_backbone(_recipe_function(cfg.bridge.recipe), AutoBridge, backbone, cfg.bridge.recipe)
+    container = base_recipe_on_backbone(_recipe_function(cfg.bridge.recipe, cfg.bridge.trust_recipe_code),
+                                        AutoBridge, backbone, cfg.bridge.recipe)
     container.tokenizer.tokenizer_model = cfg.model.hf_path
     root = RunFolder.of(cfg).dataset
     if write_dataset_links:
@@ -378,20 +384,16 @@ def import_checkpoint(cfg) -> Path:
 def run_sft(cfg) -> int:
     """Fine-tune with Bridge's `finetune` and the recipe's objective; call under torchrun.
 
+    Every rank first checks the recipe's parallel sizes against the processes torchrun started (a
+    hand-written torchrun command may start others than launch.nnodes x launch.nproc_per_node).
     Global rank 0 holds the run folder's lock (run_folder.held: a second run there fails at once) and
-    removes the temporary files that killed runs left in it.
+    records the config as the CPU engine does (run_folder.record_config: the temporary files of killed
+    runs swept, a rerun's changes kept in config_history.jsonl, changes to the keys a checkpoint
+    depends on refused).
     """
-    from ...utils.files import remove_stale_temporaries
-
+    check_started_world(cfg)
     folder = RunFolder.of(cfg)
     with held(folder.root) as lock_fd:
-        if lock_fd >= 0:
-            remove_stale_temporaries(folder.root)
-        from megatron.bridge.training.finetune import finetune
-
-        from .dataset_helpers import use_prebuilt_dataset_helpers
-        from ...megatron.step import ObjectiveForwardStep
-
         if not pretrained_checkpoint(cfg).exists():
             raise ConfigError(
                 f"no Megatron checkpoint at {pretrained_checkpoint(cfg)}: "
@@ -399,6 +401,13 @@ def run_sft(cfg) -> int:
             )
         if train_iters(cfg) is None:
             raise ConfigError(f"data.train {cfg.data.train!r} not found: cannot size the schedule")
+        if lock_fd >= 0:
+            record_config(cfg, "train")
+        from megatron.bridge.training.finetune import finetune
+
+        from .dataset_helpers import use_prebuilt_dataset_helpers
+        from ...megatron.step import ObjectiveForwardStep
+
         if is_auto(cfg):  # chosen once from the backbone's p on the first training rows, then kept
             from .probe import auto_objective
 

@@ -34,7 +34,9 @@ def check_data(cfg) -> None:
 
 
 def worker_command(cfg, config_path, mode: str) -> list:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    # torchrun through engines.torchrun: stopped by a signal, it ends without a traceback, so that
+    # the stop line report_stop prints is the last thing of the run.
+    return [sys.executable, "-m", "nemo_beyond_nll.engines.torchrun", "--standalone",
             f"--nproc_per_node={cfg.model.tensor_parallel}", "-m", "nemo_beyond_nll.engines.cpu.worker",
             str(config_path), mode]
 

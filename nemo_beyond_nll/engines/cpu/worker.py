@@ -26,13 +26,20 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from omegaconf import OmegaConf
 
+    from ...config import ConfigError, check_started_world
+
+    config_path, mode = Path(argv[0]), argv[1]
+    cfg = OmegaConf.load(config_path)
+    try:  # the processes torchrun started, before any process group or model (other ranks exit 2 silently)
+        check_started_world(cfg)
+    except ConfigError as err:
+        print(f"nemo-beyond-nll: error: {err}", file=sys.stderr)
+        return 2
     from .runtime import shutdown_distributed
     from .continuum import run_continuum
     from .crossover import run_sweep
     from .trainer import StopTraining, evaluate_latest, probe_base, request_stop, train
 
-    config_path, mode = Path(argv[0]), argv[1]
-    cfg = OmegaConf.load(config_path)
     if mode in ("train", "continuum"):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, request_stop)

@@ -36,7 +36,7 @@ def test_training_settings_translate_to_bridge_keys(tmp_path):
     assert o["optimizer.lr"] == "5e-05" and o["optimizer.adam_beta2"] == "0.95"
     assert o["optimizer.weight_decay"] == "0.01" and o["optimizer.clip_grad"] == "1.0"
     assert o["model.calculate_per_token_loss"] == "true"
-    assert o["checkpoint.save"] == "runs/qwen2.5-math-7b_math_neg_p/checkpoints"
+    assert o["checkpoint.save"] == o["checkpoint.load"] == "runs/qwen2.5-math-7b_math_neg_p/checkpoints"
     assert o["checkpoint.pretrained_checkpoint"] == "runs/base_megatron/Qwen--Qwen2.5-Math-7B"
     assert o["checkpoint.save_interval"] == "50"
 
@@ -146,3 +146,66 @@ def test_bridge_sft_locks_its_run_folder_before_anything_else(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_engine_imports_a_foreign_recipe_function_only_when_trusted(tmp_path, monkeypatch):
+    # A module that records its import: refused, it must not even be imported.
+    (tmp_path / "foreign_recipe_module.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('imported').touch()\ndef recipe():\n    return 'called'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="set bridge.trust_recipe_code=true"):
+        bridge._recipe_function("foreign_recipe_module.recipe")
+    assert not (tmp_path / "imported").exists()
+    assert bridge._recipe_function("foreign_recipe_module.recipe", trusted=True)() == "called"
+    assert (tmp_path / "imported").exists()
+
+
+@pytest.fixture
+def bridge_stubbed(monkeypatch):
+    """run_sft with Megatron-Bridge stubbed at its boundary: `finetune` records its calls, the
+    ConfigContainer is a name. Returns the list of calls."""
+    import sys
+    import types
+
+    calls = []
+    modules = {name: types.ModuleType(name) for name in
+               ("megatron.bridge", "megatron.bridge.training", "megatron.bridge.training.finetune")}
+    modules["megatron.bridge.training.finetune"].finetune = lambda container, step: calls.append((container, step))
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(bridge, "build_config", lambda cfg: "container")
+    monkeypatch.setattr("nemo_beyond_nll.engines.bridge.dataset_helpers.use_prebuilt_dataset_helpers", lambda: False)
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    return calls
+
+
+def test_bridge_sft_keeps_the_config_history_and_refuses_what_its_checkpoint_depends_on(tmp_path, bridge_stubbed,
+                                                                                          capsys, monkeypatch):
+    from nemo_beyond_nll.run_folder import RunFolder, RunRefused
+    from nemo_beyond_nll.utils.files import read_jsonl
+
+    run_dir, base = tmp_path / "run", tmp_path / "base"
+    base.mkdir()
+    common = [f"checkpoint.dir={run_dir}", f"model.pretrained_checkpoint={base}", "trainer.max_steps=10"]
+    assert bridge.run_sft(load_recipe(str(RECIPE), common)) == 0
+    folder = RunFolder(run_dir)
+    first = folder.config.read_text()
+    assert "max_steps: 10" in first and len(bridge_stubbed) == 1
+
+    # A rerun with another schedule: the earlier config kept, the change recorded and printed.
+    assert bridge.run_sft(load_recipe(str(RECIPE), common + ["trainer.max_steps=20"])) == 0
+    assert folder.earlier_config(1).read_text() == first
+    assert read_jsonl(folder.history)[-1]["changes"] == {"trainer.max_steps": [10, 20]}
+    assert f"{run_dir}: trainer.max_steps: 10 -> 20 (earlier config kept as config.1.yaml)" in capsys.readouterr().err
+
+    # Once Bridge has saved a checkpoint, the objective may not change under it.
+    (folder.checkpoints / "iter_0000020").mkdir(parents=True)
+    with pytest.raises(RunRefused, match=r"model.loss \('nll' -> 'neg_p'\)"):
+        bridge.run_sft(load_recipe(str(RECIPE), common + ["trainer.max_steps=20", "model.loss=neg_p"]))
+    assert len(bridge_stubbed) == 2  # refused before Bridge's finetune
+
+    # Only global rank 0 writes the run folder.
+    monkeypatch.setenv("RANK", "1")
+    assert bridge.run_sft(load_recipe(str(RECIPE), common + ["trainer.max_steps=30"])) == 0
+    assert "max_steps: 20" in folder.config.read_text() and len(read_jsonl(folder.history)) == 1
