@@ -10,35 +10,18 @@ import sys
 from pathlib import Path
 
 import yaml
+from tiny_llama import write_tiny_llama  # tests/support, on the path through tests/conftest.py
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 SUPPORT = HERE / "support"
 
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 WORDS = [str(i) for i in range(31)] + ["what", "is", "plus", "?"]
 
 
 def write_backbone(folder: Path, seed: int = 0) -> Path:
     """A random-weight LlamaForCausalLM (2 layers, hidden 32, vocab 64) with a word-level tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    ).save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return write_tiny_llama(folder, WORDS, vocab_size=64, seed=seed)
 
 
 def write_data(path: Path, rows: int = 64) -> Path:

@@ -13,18 +13,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from nemo_beyond_nll.hf import HFObjectiveLoss, ObjectiveTrainer  # noqa: E402
 
-from .tiny import (assert_same_gradients, load_model, load_tokenizer, tokenized_rows, train,  # noqa: E402
-                   training_args, write_model)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return write_model(tmp_path_factory.mktemp("tiny_llama"))
-
-
-@pytest.fixture(scope="module")
-def data(model_dir):
-    return tokenized_rows(load_tokenizer(model_dir))
+from .tiny import assert_same_gradients, load_model, train, training_args  # noqa: E402
 
 
 @pytest.mark.parametrize("accumulation", [1, 4])

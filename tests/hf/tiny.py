@@ -8,31 +8,16 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Trainer, TrainerCallback,
-                          TrainingArguments)
+from tiny_llama import SPECIALS, write_tiny_llama  # tests/support, on the path through tests/conftest.py
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, Trainer, TrainerCallback, TrainingArguments
 
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 WORDS = [str(i) for i in range(20)] + ["sum", "of", "and", "="]
 SEQ = 12  # every row is padded to this many tokens
 
 
 def write_model(folder: Path, seed: int = 0) -> Path:
     """A LlamaForCausalLM (2 layers, hidden 32, vocabulary 32) with a word-level tokenizer, saved in `folder`."""
-    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    ).save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(vocab) + 4, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return write_tiny_llama(folder, WORDS, vocab_size=len(SPECIALS) + len(WORDS) + 4, seed=seed)
 
 
 def load_model(folder: Path):
