@@ -35,6 +35,11 @@ from pathlib import Path
 
 import torch
 
+from nemo_beyond_nll.engines.cpu import checkpoint
+from nemo_beyond_nll.run_folder import RunFolder
+from nemo_beyond_nll.utils.files import read_jsonl
+from nemo_beyond_nll.utils.processes import live_processes_naming
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "tiny_cpu.yaml"
 # Checkpoints every 10 steps, so a storm meets many saves; saving does not change what is trained.
@@ -56,18 +61,7 @@ def start(config: Path, run_dir: Path, overrides: list, log_path: Path) -> subpr
 
 def processes_of(run_dir: Path) -> list:
     """Pids of live processes whose command line names the run folder (the command, torchrun, workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if str(run_dir) in cmdline and "zombie" not in status:
-            found.append(int(entry.name))
-    return found
+    return live_processes_naming(str(run_dir))
 
 
 def wait_until(predicate, proc: subprocess.Popen, poll: float) -> bool:
@@ -85,7 +79,7 @@ def wait_until(predicate, proc: subprocess.Popen, poll: float) -> bool:
 def train_steps(run_dir: Path) -> int:
     """Training records in metrics.jsonl so far (a line being appended may be cut: not counted)."""
     try:
-        text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
+        text = RunFolder(run_dir).metrics.read_text(encoding="utf-8")
     except OSError:
         return 0
     return text.count('"event": "train"')
@@ -93,7 +87,7 @@ def train_steps(run_dir: Path) -> int:
 
 def writing_checkpoint(run_dir: Path, since: float = 0.0) -> bool:
     """A shard's temporary file made after `since` exists (an earlier kill's leftovers are older)."""
-    root = run_dir / "checkpoints"
+    root = RunFolder(run_dir).checkpoints
     try:
         return any(p.name.endswith(".tmp") and p.stat().st_mtime >= since
                    for step in os.scandir(root) if step.is_dir() for p in os.scandir(step.path))
@@ -160,10 +154,7 @@ def wait_for_run_end(proc: subprocess.Popen, run_dir: Path) -> int:
 
 
 def latest_step(run_dir: Path):
-    try:
-        return int((run_dir / "checkpoints" / "latest").read_text())
-    except (OSError, ValueError):
-        return None
+    return checkpoint.latest_step(RunFolder(run_dir).checkpoints)
 
 
 def storm(config: Path, run_dir: Path, overrides: list, signals: int, total_steps: int, rng: random.Random,
@@ -215,8 +206,7 @@ def tensors_equal(a, b, where: str, differences: list) -> None:
 
 def read_records(path: Path) -> list:
     """The file's records, less wall-clock fields and the records of the interruptions themselves."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [{k: v for k, v in row.items() if k not in WALL_CLOCK_FIELDS} for row in rows
+    return [{k: v for k, v in row.items() if k not in WALL_CLOCK_FIELDS} for row in read_jsonl(path)
             if row.get("event") not in INTERRUPTION_EVENTS]
 
 
@@ -226,18 +216,20 @@ def compare_runs(storm_dir: Path, reference_dir: Path) -> list:
     step = latest_step(reference_dir)
     if latest_step(storm_dir) != step:
         return [f"final checkpoint step {latest_step(storm_dir)} != {step}"]
-    shards = sorted((reference_dir / "checkpoints" / f"step_{step:06d}").glob("rank_*.pt"))
+    shards = sorted((RunFolder(reference_dir).checkpoints / f"step_{step:06d}").glob("rank_*.pt"))
     for shard in shards:
         mine = storm_dir / shard.relative_to(reference_dir)
         if not mine.exists():
             differences.append(f"{mine} missing")
             continue
         tensors_equal(torch.load(mine, weights_only=True), torch.load(shard, weights_only=True), shard.name, differences)
-    for name in ("metrics.jsonl", "eval/samples.jsonl"):
-        if read_records(storm_dir / name) != read_records(reference_dir / name):
-            differences.append(name)
-    if json.loads((storm_dir / "summary.json").read_text()) != json.loads((reference_dir / "summary.json").read_text()):
-        differences.append("summary.json")
+    storm, reference = RunFolder(storm_dir), RunFolder(reference_dir)
+    for name in ("metrics", "samples"):
+        path = getattr(reference, name)
+        if read_records(getattr(storm, name)) != read_records(path):
+            differences.append(str(path.relative_to(reference_dir)))
+    if json.loads(storm.summary.read_text()) != json.loads(reference.summary.read_text()):
+        differences.append(reference.summary.name)
     return differences
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from nemo_beyond_nll.utils.files import read_jsonl
+from nemo_beyond_nll.utils.processes import live_processes_naming
 
 RECIPE = str(Path(__file__).parents[1] / "recipes" / "tiny_cpu.yaml")
 SMALL = ["data.num_train=256", "data.num_validation=8", "trainer.global_batch_size=16",
@@ -59,18 +60,7 @@ def trained_steps(run_dir: Path) -> list:
 
 def processes_of(run_dir: Path) -> list:
     """Pids of live processes whose command line names the run folder (the CLI, torchrun, workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((line for line in (entry / "status").read_text().splitlines() if line.startswith("State:")), "")
-        except OSError:
-            continue
-        if str(run_dir) in cmdline and "zombie" not in state:
-            found.append(int(entry.name))
-    return found
+    return live_processes_naming(str(run_dir))
 
 
 def latest(run_dir: Path) -> int:

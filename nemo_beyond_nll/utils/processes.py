@@ -1,4 +1,5 @@
-"""Child processes that do not outlive their parent (Linux `prctl(PR_SET_PDEATHSIG)`).
+"""Child processes that do not outlive their parent (Linux `prctl(PR_SET_PDEATHSIG)`), and finding
+the live processes of a run by their command lines (Linux `/proc`).
 
 A process that arms the parent-death signal receives it when its parent dies, even when the parent
 was killed with SIGKILL and had no chance to stop it. Elsewhere than Linux these are no-ops.
@@ -10,6 +11,7 @@ import ctypes
 import os
 import signal
 import sys
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 
@@ -30,3 +32,20 @@ def arm_parent_death_signal(sig: int = signal.SIGTERM, parent: int | None = None
     if os.getppid() != parent or parent == 1:
         os._exit(128 + int(sig))
     return True
+
+
+def live_processes_naming(text: str) -> list:
+    """Pids of the live (not zombie) processes, other than this one, whose command line contains
+    `text`: a run's command, torchrun and its workers all name the run's folder. Linux only."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (entry / "status").read_text()
+        except OSError:  # the process ended while being read
+            continue
+        if text in cmdline and "zombie" not in status:
+            found.append(int(entry.name))
+    return found
