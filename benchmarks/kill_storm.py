@@ -35,7 +35,6 @@ from pathlib import Path
 
 import torch
 
-from nemo_beyond_nll.engines.cpu import checkpoint
 from nemo_beyond_nll.run_folder import RunFolder
 from nemo_beyond_nll.utils.files import read_jsonl
 from nemo_beyond_nll.utils.processes import live_processes_naming
@@ -154,7 +153,7 @@ def wait_for_run_end(proc: subprocess.Popen, run_dir: Path) -> int:
 
 
 def latest_step(run_dir: Path):
-    return checkpoint.latest_step(RunFolder(run_dir).checkpoints)
+    return RunFolder(run_dir).latest_step()
 
 
 def storm(config: Path, run_dir: Path, overrides: list, signals: int, total_steps: int, rng: random.Random,
